@@ -1,0 +1,69 @@
+# uvws — build the C core as a Lua 5.4 module and run the tests.
+#
+#   make            build build/uvws/core.so
+#   make test       C unit tests, then the busted specs under Lua 5.4
+#   make ctest      C unit tests only
+#   make spec       busted specs only
+#   make lint       luacheck
+#   make DEBUG=1    -O0 -g3, assertions on
+#   make SAN=1      AddressSanitizer and UBSan (use with clang or gcc)
+
+LUA      ?= lua5.4
+BUSTED   ?= busted --lua=$(LUA)
+PKGCONF  ?= pkg-config
+LUA_CFLAGS  ?= $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+UV_CFLAGS   ?= $(shell $(PKGCONF) --cflags libuv 2>/dev/null)
+UV_LIBS     ?= $(shell $(PKGCONF) --libs libuv 2>/dev/null || echo -luv)
+SSL_LIBS    ?= -lssl -lcrypto
+Z_LIBS      ?= -lz
+
+WARN     = -std=c11 -Wall -Wextra -pedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(DEBUG),1)
+OPT      = -O0 -g3
+else
+OPT      = -O2 -g -DNDEBUG
+endif
+ifeq ($(SAN),1)
+OPT     += -fsanitize=address,undefined -fno-omit-frame-pointer
+SANLD    = -fsanitize=address,undefined
+endif
+CFLAGS  ?= $(OPT)
+ALL_CFLAGS = $(CFLAGS) $(WARN) -D_POSIX_C_SOURCE=200809L -fPIC \
+             $(LUA_CFLAGS) $(UV_CFLAGS)
+
+CORE_SRC = $(wildcard csrc/ws_*.c)
+IO_SRC   = $(wildcard csrc/io_*.c)
+LUA_SRC  = $(wildcard csrc/lua_*.c)
+HDRS     = $(wildcard csrc/*.h)
+
+BUILD    = build
+CORE_SO  = $(BUILD)/uvws/core.so
+CTESTS   = $(patsubst csrc/test/%.c,$(BUILD)/test/%,$(wildcard csrc/test/test_*.c))
+
+.PHONY: all test ctest spec lint clean install
+
+all: $(CORE_SO)
+
+$(CORE_SO): $(CORE_SRC) $(IO_SRC) $(LUA_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $(CORE_SRC) $(IO_SRC) $(LUA_SRC) \
+	  $(UV_LIBS) $(SSL_LIBS) $(Z_LIBS) $(SANLD)
+
+$(BUILD)/test/%: csrc/test/%.c $(CORE_SRC) $(HDRS) csrc/test/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) $(SSL_LIBS) $(Z_LIBS) $(SANLD)
+
+ctest: $(CTESTS)
+	@set -e; for t in $(CTESTS); do ./$$t; done
+
+spec: $(CORE_SO)
+	$(BUSTED)
+
+test: ctest spec
+
+lint:
+	luacheck lua spec examples bin
+
+clean:
+	rm -rf $(BUILD)

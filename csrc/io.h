@@ -1,0 +1,222 @@
+/*
+ * io: the libuv transport under the protocol core.
+ *
+ * An io_loop_t is one libuv loop with what every connection on it shares:
+ * one 64 KiB read buffer, a list of connections with bytes to flush, and
+ * the prepare/check handles that flush them once per loop turn.  An
+ * io_server_t listens and accepts; each accepted io_conn_t reads its HTTP
+ * request head, hands it up, and after the upgrade feeds bytes to its
+ * ws_conn_t.  The layer above (the Lua binding) sees only the callbacks in
+ * io_callbacks_t and the functions below; this layer knows nothing of Lua.
+ *
+ * Memory: a connection is freed only in uv_close's callback, after
+ * on_closed has been called; the layer above must drop its pointer then.
+ */
+#ifndef UVWS_IO_H
+#define UVWS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ws_buf.h"
+#include "ws_conn.h"
+#include "ws_handshake.h"
+#include "ws_http.h"
+
+#define IO_READ_BUF_SIZE 65536
+
+typedef struct io_loop io_loop_t;
+typedef struct io_server io_server_t;
+typedef struct io_conn io_conn_t;
+
+/* Limits of a server's connections.  Sizes are bytes and times are
+ * milliseconds; 0 disables a size limit or a timer. */
+typedef struct io_limits {
+  size_t max_message_size;
+  size_t max_frame_size;
+  size_t max_head_size;
+  size_t max_headers;
+  size_t max_body_size;
+  uint64_t handshake_timeout;
+  uint64_t close_timeout;
+  uint64_t idle_timeout;
+  uint64_t ping_interval;
+  uint64_t pong_timeout;
+} io_limits_t;
+
+/* A parsed request handed up.  Slices point into connection memory that
+ * stays valid until the callback returns. */
+typedef struct io_request {
+  ws_http_request_t req;
+  ws_handshake_t hs;        /* hs.is_upgrade: a valid upgrade */
+  const uint8_t *body;      /* plain requests: Content-Length body */
+  size_t body_len;
+} io_request_t;
+
+/* Events for the layer above.  Each is called from inside the loop. */
+typedef struct io_callbacks {
+  /* A request head (and body) arrived.  For a valid upgrade the layer
+   * above answers with io_conn_accept() or io_conn_write() +
+   * io_conn_http_done(); for a plain request with io_conn_write() and
+   * io_conn_http_done().  Reading is paused until then.  Invalid upgrades
+   * and plain requests on a server without `want_requests` are answered
+   * here and never reach the layer above. */
+  void (*on_request)(io_conn_t *c, const io_request_t *r);
+  /* A complete message: opcode WS_OP_TEXT or WS_OP_BINARY. */
+  void (*on_message)(io_conn_t *c, int opcode, const uint8_t *data,
+                     size_t len);
+  /* A pong arrived. */
+  void (*on_pong)(io_conn_t *c, const uint8_t *data, size_t len);
+  /* The send queue fell below the high-water mark again. */
+  void (*on_drain)(io_conn_t *c);
+  /* The connection is closed for good: the close code (the peer's, ours
+   * for a failure, 1006 when the connection was lost without a close
+   * frame) and reason.  Called once, for every connection that reached
+   * on_request; `c` is freed after this returns. */
+  void (*on_closed)(io_conn_t *c, int code, const char *reason,
+                    size_t reason_len);
+  /* A non-connection event: the scheduler timer fired. */
+  void (*on_timer)(io_loop_t *loop);
+} io_callbacks_t;
+
+struct io_loop {
+  uv_loop_t *uv;
+  int own_uv;               /* uv was created by io_loop_new */
+  void *data;               /* for the layer above */
+  io_callbacks_t cb;
+  char *rbuf;               /* the shared read buffer */
+  int rbuf_busy;            /* rbuf is lent to a read in progress */
+  io_conn_t *dirty;         /* connections with bytes to flush */
+  io_conn_t *conns;         /* every connection on this loop */
+  io_server_t *servers;     /* every server on this loop */
+  uv_prepare_t prepare;
+  uv_check_t check;
+  uv_timer_t timer;         /* the scheduler timer of the layer above */
+  int closing;
+};
+
+struct io_server {
+  uv_tcp_t tcp;
+  io_loop_t *loop;
+  io_limits_t limits;
+  int want_requests;        /* hand plain requests up (else 426) */
+  int port;
+  int closed;               /* io_server_close was called */
+  int listener_closed;      /* the listener's close callback ran */
+  void *data;               /* for the layer above */
+  io_server_t *next, *prev; /* in loop->servers */
+  size_t nconns;            /* open connections of this server */
+};
+
+/* Connection phases. */
+enum {
+  IO_HTTP_HEAD = 0,   /* reading a request head */
+  IO_HTTP_BODY,       /* reading a Content-Length body */
+  IO_HTTP_WAIT,       /* the head is with the layer above */
+  IO_HTTP_CLOSE,      /* an HTTP answer is being flushed, then close */
+  IO_WS,              /* upgraded */
+  IO_DRAIN,           /* all sent and FIN sent: discard input until EOF */
+  IO_CLOSING          /* uv_close called */
+};
+
+struct io_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  io_loop_t *loop;
+  io_server_t *server;
+  io_conn_t *next, *prev;   /* in loop->conns */
+  io_conn_t *next_dirty;
+  void *data;               /* for the layer above */
+  ws_conn_t ws;             /* ws.out is also the HTTP output */
+  ws_buf_t in;              /* a partial head or body */
+  ws_buf_t wbuf;            /* bytes handed to uv_write */
+  union {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+  } req;                    /* a shutdown only follows the last write */
+  size_t consume;           /* bytes of `in` still used by the layer above */
+  size_t head_len;          /* request head length while reading a body */
+  size_t body_len;
+  uint64_t deadline_http;   /* handshake deadline */
+  uint64_t deadline_close;  /* close handshake deadline */
+  uint64_t last_recv;       /* time of the last byte received */
+  uint64_t next_ping;
+  uint64_t pong_deadline;
+  uint8_t phase;
+  uint8_t reading;
+  uint8_t writing;          /* a uv_write is in flight */
+  uint8_t is_dirty;
+  uint8_t handed_up;        /* on_request was called: owe on_closed */
+  uint8_t eof;              /* the peer closed its side */
+  uint8_t paused;           /* the layer above paused reading */
+  uint8_t keepalive;        /* the HTTP request allows another one */
+  uint8_t close_after_flush;/* end the connection once `out` is sent */
+  uint8_t input_pending;    /* `in` holds bytes to process at the flush */
+  char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */
+  int close_code;
+  uint8_t close_reason_len;
+  char close_reason[123];
+};
+
+/* Creates a loop context on `uv` (or on a new loop when NULL).  Returns
+ * NULL on allocation failure. */
+io_loop_t *io_loop_new(uv_loop_t *uv, const io_callbacks_t *cb);
+
+/* Closes every handle, runs the loop until they are closed and frees the
+ * context (and the loop if it was created here). */
+void io_loop_free(io_loop_t *loop);
+
+/* Arms the scheduler timer to fire after `ms` milliseconds (replacing an
+ * earlier arming), or stops it when ms < 0. */
+void io_loop_timer(io_loop_t *loop, int64_t ms);
+
+/* Writes every connection's pending output now. */
+void io_loop_flush(io_loop_t *loop);
+
+/* Creates a server listening on host:port (an IPv4 or IPv6 literal).
+ * Returns it, or NULL with *err set to a libuv error code. */
+io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
+                              int backlog, const io_limits_t *limits,
+                              int *err);
+
+/* Stops listening and starts the close handshake on every connection with
+ * `code` (e.g. 1001 going away); each one then ends by the usual rules
+ * (close timeout).  The server's memory is freed once the listener and
+ * every connection are closed; the layer above must not use `s` after
+ * this call. */
+void io_server_close(io_server_t *s, int code);
+
+/* Accepts an upgrade: writes the 101 (with the protocol and extra header
+ * lines), switches to WebSocket and feeds any bytes already received.
+ * Returns 0 or a negative error (the connection is gone or not waiting). */
+int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
+                   size_t extra_len);
+
+/* Queues raw bytes (an HTTP answer).  Returns 0 or -1. */
+int io_conn_write(io_conn_t *c, const void *data, size_t len);
+
+/* Ends an HTTP answer: with keepalive, reads the next request; otherwise
+ * closes once the answer is flushed. */
+void io_conn_http_done(io_conn_t *c, int keepalive);
+
+/* Queues a message or a ping/pong: returns a WS_CONN_* code. */
+int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len);
+
+/* Starts the close handshake (close_timeout applies).  Returns a WS_CONN_*
+ * code. */
+int io_conn_close(io_conn_t *c, int code, const char *reason, size_t len);
+
+/* Closes the TCP connection at once. */
+void io_conn_abort(io_conn_t *c, int code, const char *reason);
+
+/* Stops or restarts reading from the socket (receive backpressure). */
+void io_conn_pause(io_conn_t *c, int paused);
+
+/* Bytes queued and not yet taken by the kernel. */
+size_t io_conn_buffered(const io_conn_t *c);
+
+/* The peer's address as text and its port.  Returns 0 or a libuv error. */
+int io_conn_peer(const io_conn_t *c, char *ip, size_t iplen, int *port);
+
+#endif

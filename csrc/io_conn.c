@@ -1,0 +1,595 @@
+/*
+ * io_conn: one TCP connection, from the request head to the closed socket.
+ *
+ * Reads land in the loop's shared buffer.  A request head is parsed in
+ * place; only an incomplete head (or body) is copied into the connection.
+ * After the upgrade, bytes go straight to the ws_conn parser, which
+ * unmasks them in place, so a message that arrives whole is handed up
+ * without ever being copied here.
+ *
+ * Nothing in this file calls the layer above synchronously from a function
+ * the layer above called: input that waits for processing (bytes received
+ * before the 101, a pipelined request) is handled at the next flush, from
+ * the loop.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_internal.h"
+
+
+#define HEADERS_ON_STACK 128
+#define KEEP_BUF_CAP 4096
+#define LINGER_MS 2000
+
+static uint64_t now_ms(io_conn_t *c) { return uv_now(c->loop->uv); }
+
+static void mark_dirty(io_conn_t *c) {
+  if (c->is_dirty || c->phase == IO_CLOSING) return;
+  c->is_dirty = 1;
+  c->next_dirty = c->loop->dirty;
+  c->loop->dirty = c;
+}
+
+static void set_close_info(io_conn_t *c, int code, const char *reason,
+                           size_t len) {
+  if (c->close_code) return; /* the first cause wins */
+  c->close_code = code;
+  if (len > sizeof c->close_reason) len = sizeof c->close_reason;
+  if (len) memcpy(c->close_reason, reason, len);
+  c->close_reason_len = (uint8_t)len;
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+static void on_close_done(uv_handle_t *h);
+
+static void on_timer_closed(uv_handle_t *h) {
+  io_conn_t *c = h->data;
+  io_loop_t *loop = c->loop;
+  io_server_t *s = c->server;
+
+  if (c->handed_up && loop->cb.on_closed && !loop->closing) {
+    int code = c->close_code ? c->close_code : 1006;
+    loop->cb.on_closed(c, code, c->close_reason, c->close_reason_len);
+  }
+  if (c->prev) c->prev->next = c->next;
+  else loop->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  ws_conn_free(&c->ws);
+  ws_buf_free(&c->in);
+  ws_buf_free(&c->wbuf);
+  free(c);
+  if (s) {
+    s->nconns--;
+    io__server_free_if_done(s);
+  }
+}
+
+static void on_close_done(uv_handle_t *h) {
+  io_conn_t *c = h->data;
+  /* The timer is closed second, so both handles are done when its
+   * callback runs. */
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+static void conn_close_now(io_conn_t *c) {
+  if (c->phase == IO_CLOSING) return;
+  c->phase = IO_CLOSING;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->tcp, on_close_done);
+}
+
+void io_conn_abort(io_conn_t *c, int code, const char *reason) {
+  if (!c || c->phase == IO_CLOSING) return;
+  set_close_info(c, code, reason ? reason : "", reason ? strlen(reason) : 0);
+  conn_close_now(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  io_conn_t *c = req->handle->data;
+  if (c->phase == IO_CLOSING) return;
+  if (status < 0 || c->eof) {
+    conn_close_now(c);
+    return;
+  }
+  /* FIN is sent: wait a little for the peer's, reading and discarding,
+   * so that unread input does not turn our close into a reset that could
+   * destroy the answer we just sent. */
+  c->phase = IO_DRAIN;
+  c->paused = 0;
+  io__conn_start(c);
+}
+
+static void arm_timer(io_conn_t *c);
+
+/* All output is written and the connection is to end: send FIN. */
+static void conn_finish(io_conn_t *c) {
+  if (c->phase == IO_CLOSING || c->phase == IO_DRAIN) return;
+  uint64_t linger = c->server ? c->server->limits.close_timeout : 0;
+  if (!linger || linger > LINGER_MS) linger = LINGER_MS;
+  c->deadline_close = now_ms(c) + linger;
+  c->phase = IO_DRAIN;
+  arm_timer(c);
+  if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
+    conn_close_now(c);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void consider(uint64_t *best, uint64_t t) {
+  if (t && (!*best || t < *best)) *best = t;
+}
+
+/* Arms the connection's one timer for its earliest deadline. */ }
+
+static void arm_timer(io_conn_t *c) {
+  if (c->phase == IO_CLOSING) return;
+  const io_limits_t *lim = &c->server->limits;
+  uint64_t best = 0;
+  consider(&best, c->deadline_close);
+  if (c->phase < IO_WS) consider(&best, c->deadline_http);
+  if (c->phase == IO_WS) {
+    consider(&best, c->pong_deadline);
+    if (!c->pong_deadline) consider(&best, c->next_ping);
+    if (lim->idle_timeout && !c->ws.close_sent)
+      consider(&best, c->last_recv + lim->idle_timeout);
+  }
+  if (!best) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uint64_t now = now_ms(c);
+  uv_timer_start(&c->timer, on_timer, best > now ? best - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  io_conn_t *c = t->data;
+  const io_limits_t *lim = &c->server->limits;
+  uint64_t now = now_ms(c);
+  if (c->phase == IO_CLOSING) return;
+  if (c->deadline_close && now >= c->deadline_close) {
+    io_conn_abort(c, 1006, c->phase == IO_DRAIN ? "" : "close timeout");
+    return;
+  }
+  if (c->phase < IO_WS && c->deadline_http && now >= c->deadline_http) {
+    io_conn_abort(c, 1006, "handshake timeout");
+    return;
+  }
+  if (c->phase == IO_WS) {
+    if (c->pong_deadline && now >= c->pong_deadline) {
+      io_conn_abort(c, 1006, "keepalive ping timeout");
+      return;
+    }
+    if (lim->idle_timeout && !c->ws.close_sent &&
+        now >= c->last_recv + lim->idle_timeout) {
+      io_conn_close(c, 1001, "idle timeout", 12);
+    } else if (!c->pong_deadline && c->next_ping && now >= c->next_ping &&
+               !c->ws.close_sent) {
+      uint8_t payload[8];
+      for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(now >> (8 * i));
+      ws_conn_send(&c->ws, WS_OP_PING, payload, sizeof payload);
+      mark_dirty(c);
+      c->pong_deadline = lim->pong_timeout ? now + lim->pong_timeout : 0;
+      c->next_ping = now + lim->ping_interval;
+    }
+  }
+  arm_timer(c);
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+static void http_error(io_conn_t *c, int status, const char *reason) {
+  ws_buf_free(&c->in);
+  c->consume = 0;
+  ws_handshake_write_error(&c->ws.out, status, reason, NULL, 0);
+  c->phase = IO_HTTP_CLOSE;
+  c->close_after_flush = 1;
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+  mark_dirty(c);
+}
+
+/* Parses what has arrived of a request.  `data` is either the shared read
+ * buffer (when nothing was buffered before) or c->in. */
+static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
+  const io_limits_t *lim = &c->server->limits;
+  ws_header_t stack_headers[HEADERS_ON_STACK];
+  ws_header_t *headers = stack_headers;
+  size_t max_headers = lim->max_headers ? lim->max_headers : 100;
+  io_request_t r;
+  int in_place = data != WS_BUF_PTR(&c->in) || WS_BUF_SIZE(&c->in) == 0;
+
+  if (max_headers > HEADERS_ON_STACK) {
+    headers = malloc(max_headers * sizeof *headers);
+    if (!headers) {
+      io_conn_abort(c, 1006, "out of memory");
+      return;
+    }
+  }
+  memset(&r, 0, sizeof r);
+  int len = ws_http_parse_request((const char *)data, n, lim->max_head_size,
+                                  &r.req, headers, max_headers);
+  if (len == WS_HTTP_PARTIAL) {
+    if (in_place &&
+        ws_buf_append(&c->in, data, n, lim->max_head_size + 1) != 0)
+      http_error(c, 431, "request head too large");
+    goto done;
+  }
+  if (len < 0) {
+    http_error(c, ws_http_error_status(len), ws_http_strerror(len));
+    goto done;
+  }
+
+  ws_handshake_check_request(&r.req, &r.hs);
+  if (r.hs.is_upgrade && r.hs.status) {
+    http_error(c, r.hs.status, r.hs.reason);
+    goto done;
+  }
+  size_t need = (size_t)len;
+  if (!r.hs.is_upgrade) {
+    if (!c->server->want_requests) {
+      http_error(c, 426, "this is a WebSocket endpoint: "
+                         "send a WebSocket upgrade request");
+      goto done;
+    }
+    if (ws_http_find_header(headers, r.req.num_headers,
+                            "transfer-encoding", 0) >= 0) {
+      http_error(c, 501, "chunked request bodies are not supported");
+      goto done;
+    }
+    unsigned long long clen = 0;
+    int ci = ws_http_find_header(headers, r.req.num_headers,
+                                 "content-length", 0);
+    if (ci >= 0) {
+      if (ws_http_parse_content_length(headers[ci].value, &clen) != 0 ||
+          ws_http_find_header(headers, r.req.num_headers, "content-length",
+                              (size_t)ci + 1) >= 0) {
+        http_error(c, 400, "invalid Content-Length");
+        goto done;
+      }
+      if (clen > lim->max_body_size) {
+        http_error(c, 413, "request body too large");
+        goto done;
+      }
+    }
+    need += (size_t)clen;
+    if (n < need) {
+      /* Wait for the body, keeping head and body in c->in. */
+      if (in_place && ws_buf_append(&c->in, data, n, 0) != 0) {
+        io_conn_abort(c, 1006, "out of memory");
+        goto done;
+      }
+      c->phase = IO_HTTP_BODY;
+      goto done;
+    }
+    r.body = data + len;
+    r.body_len = (size_t)clen;
+  }
+
+  /* A complete request: keep what follows it, pause reading, hand it up. */
+  if (in_place) {
+    if (n > need && ws_buf_append(&c->in, data + need, n - need, 0) != 0) {
+      io_conn_abort(c, 1006, "out of memory");
+      goto done;
+    }
+    c->consume = 0;
+  } else {
+    c->consume = need;
+  }
+  c->keepalive = r.req.minor_version >= 1 &&
+                 !ws_http_header_has_token(headers, r.req.num_headers,
+                                           "connection", "close");
+  c->key[0] = 0;
+  if (r.hs.is_upgrade && r.hs.key.n < sizeof c->key) {
+    memcpy(c->key, r.hs.key.p, r.hs.key.n);
+    c->key[r.hs.key.n] = 0;
+  }
+  c->phase = IO_HTTP_WAIT;
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+  c->handed_up = 1;
+  c->loop->cb.on_request(c, &r);
+
+done:
+  if (headers != stack_headers) free(headers);
+}
+
+/* Drops the bytes of the request the layer above was using. */
+static void http_release(io_conn_t *c) {
+  if (c->consume) {
+    ws_buf_consume(&c->in, c->consume);
+    c->consume = 0;
+  }
+}
+
+int io_conn_write(io_conn_t *c, const void *data, size_t len) {
+  if (!c || c->phase >= IO_DRAIN) return -1;
+  if (ws_buf_append(&c->ws.out, data, len, 0) != 0) return -1;
+  mark_dirty(c);
+  return 0;
+}
+
+void io_conn_http_done(io_conn_t *c, int keepalive) {
+  if (!c || c->phase != IO_HTTP_WAIT) return;
+  http_release(c);
+  if (keepalive && c->keepalive) {
+    c->phase = IO_HTTP_HEAD;
+    c->deadline_http = now_ms(c) + c->server->limits.handshake_timeout;
+    if (!c->server->limits.handshake_timeout) c->deadline_http = 0;
+    arm_timer(c);
+    c->input_pending = 1; /* a pipelined request, or start reading */
+  } else {
+    c->phase = IO_HTTP_CLOSE;
+    c->close_after_flush = 1;
+  }
+  mark_dirty(c);
+}
+
+/* ---- WebSocket ------------------------------------------------------------ */
+
+void io__on_ws_event(void *ud, const ws_event_t *ev) {
+  io_conn_t *c = ud;
+  io_loop_t *loop = c->loop;
+  if (c->phase == IO_CLOSING) return;
+  switch (ev->type) {
+  case WS_EV_MESSAGE:
+    if (loop->cb.on_message && !loop->closing)
+      loop->cb.on_message(c, ev->opcode, ev->data, ev->len);
+    break;
+  case WS_EV_PING:
+    mark_dirty(c);
+    break;
+  case WS_EV_PONG:
+    c->pong_deadline = 0;
+    if (loop->cb.on_pong && !loop->closing)
+      loop->cb.on_pong(c, ev->data, ev->len);
+    break;
+  case WS_EV_CLOSE:
+    set_close_info(c, ev->code, (const char *)ev->data, ev->len);
+    mark_dirty(c);
+    if (c->ws.role == WS_ROLE_SERVER) {
+      c->close_after_flush = 1;
+    } else if (c->server) {
+      c->deadline_close = now_ms(c) + c->server->limits.close_timeout;
+      arm_timer(c);
+    }
+    break;
+  case WS_EV_FAIL:
+    set_close_info(c, ev->code, ev->reason, strlen(ev->reason));
+    c->close_after_flush = 1;
+    mark_dirty(c);
+    break;
+  default:
+    break;
+  }
+}
+
+static void ws_input(io_conn_t *c, uint8_t *data, size_t n) {
+  ws_conn_feed(&c->ws, data, n);
+}
+
+int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
+                   size_t extra_len) {
+  if (!c || c->phase != IO_HTTP_WAIT || !c->key[0]) return -1;
+  ws_slice_t key = {c->key, strlen(c->key)};
+  if (ws_handshake_write_101(&c->ws.out, key, protocol, extra, extra_len))
+    return -1;
+  http_release(c);
+  const io_limits_t *lim = &c->server->limits;
+  c->phase = IO_WS;
+  c->ws.max_message_size = lim->max_message_size;
+  c->ws.max_frame_size = lim->max_frame_size;
+  uint64_t now = now_ms(c);
+  c->last_recv = now;
+  c->next_ping = lim->ping_interval ? now + lim->ping_interval : 0;
+  c->pong_deadline = 0;
+  c->deadline_http = 0;
+  arm_timer(c);
+  c->input_pending = 1;
+  mark_dirty(c);
+  return 0;
+}
+
+int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
+  if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
+  int r = ws_conn_send(&c->ws, opcode, data, len);
+  if (r == WS_CONN_OK) mark_dirty(c);
+  return r;
+}
+
+int io_conn_close(io_conn_t *c, int code, const char *reason, size_t len) {
+  if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
+  int r = ws_conn_close(&c->ws, code, reason, len);
+  if (r != WS_CONN_OK) return r;
+  mark_dirty(c);
+  if (WS_CONN_DONE(&c->ws)) {
+    c->close_after_flush = 1;
+  } else {
+    uint64_t t = c->server->limits.close_timeout;
+    c->deadline_close = t ? now_ms(c) + t : 0;
+    arm_timer(c);
+  }
+  return r;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  io_conn_t *c = h->data;
+  (void)suggested;
+  buf->base = c->loop->rbuf;
+  buf->len = IO_READ_BUF_SIZE;
+}
+
+static void process(io_conn_t *c, uint8_t *data, size_t n) {
+  switch (c->phase) {
+  case IO_HTTP_HEAD:
+    http_input(c, data, n);
+    break;
+  case IO_HTTP_BODY: {
+    if (data != WS_BUF_PTR(&c->in) &&
+        ws_buf_append(&c->in, data, n, 0) != 0) {
+      io_conn_abort(c, 1006, "out of memory");
+      return;
+    }
+    c->phase = IO_HTTP_HEAD;
+    http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+    break;
+  }
+  case IO_WS:
+    ws_input(c, data, n);
+    break;
+  default:
+    break; /* IO_DRAIN and the rest: discard */
+  }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  io_conn_t *c = stream->data;
+  if (nread == 0 || c->phase == IO_CLOSING) return;
+  if (nread < 0) {
+    c->eof = 1;
+    if (c->phase == IO_DRAIN) {
+      conn_close_now(c);
+    } else {
+      io_conn_abort(c, 1006, nread == UV_EOF ? "connection closed by peer"
+                                             : uv_strerror((int)nread));
+    }
+    return;
+  }
+  c->last_recv = now_ms(c);
+  if (c->phase == IO_HTTP_HEAD && WS_BUF_SIZE(&c->in) > 0) {
+    /* Append to the partial head and parse the whole of it. */
+    size_t lim = c->server->limits.max_head_size + 1;
+    if (ws_buf_append(&c->in, buf->base, (size_t)nread, lim) != 0) {
+      http_error(c, 431, "request head too large");
+      return;
+    }
+    http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+    return;
+  }
+  process(c, (uint8_t *)buf->base, (size_t)nread);
+}
+
+void io__conn_start(io_conn_t *c) {
+  if (c->reading || c->paused || c->phase == IO_CLOSING ||
+      c->phase == IO_HTTP_WAIT || c->phase == IO_HTTP_CLOSE)
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = 1;
+}
+
+void io_conn_pause(io_conn_t *c, int paused) {
+  if (!c || c->phase == IO_CLOSING) return;
+  c->paused = paused ? 1 : 0;
+  if (paused && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  } else if (!paused) {
+    if (WS_BUF_SIZE(&c->in)) c->input_pending = 1;
+    mark_dirty(c);
+  }
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+  io_conn_t *c = req->handle->data;
+  c->writing = 0;
+  if (c->phase == IO_CLOSING) return;
+  if (status < 0) {
+    io_conn_abort(c, 1006, uv_strerror(status));
+    return;
+  }
+  if (c->wbuf.cap > KEEP_BUF_CAP) ws_buf_free(&c->wbuf);
+  else ws_buf_consume(&c->wbuf, WS_BUF_SIZE(&c->wbuf));
+  if (c->loop->cb.on_drain && c->handed_up && !c->loop->closing)
+    c->loop->cb.on_drain(c);
+  io__conn_flush(c);
+}
+
+void io__conn_flush(io_conn_t *c) {
+  if (c->phase == IO_CLOSING) return;
+  if (c->input_pending && !c->paused) {
+    c->input_pending = 0;
+    if (WS_BUF_SIZE(&c->in)) {
+      /* Process buffered input from a private copy: the parser may stop
+       * reading (pause) and a new read may then append to c->in. */
+      ws_buf_t pending = c->in;
+      memset(&c->in, 0, sizeof c->in);
+      if (c->phase == IO_HTTP_HEAD) {
+        c->in = pending;
+        http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+      } else {
+        process(c, WS_BUF_PTR(&pending), WS_BUF_SIZE(&pending));
+        ws_buf_free(&pending);
+      }
+      if (c->phase == IO_CLOSING) return;
+    }
+    io__conn_start(c);
+  }
+  if (c->writing) return;
+  size_t n = WS_BUF_SIZE(&c->ws.out);
+  if (n > 0) {
+    uv_buf_t b = uv_buf_init((char *)WS_BUF_PTR(&c->ws.out), (unsigned)n);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+      io_conn_abort(c, 1006, uv_strerror(r));
+      return;
+    }
+    ws_buf_consume(&c->ws.out, (size_t)r);
+    if ((size_t)r < n) {
+      ws_buf_t t = c->wbuf;
+      c->wbuf = c->ws.out;
+      c->ws.out = t;
+      uv_buf_t w = uv_buf_init((char *)WS_BUF_PTR(&c->wbuf),
+                               (unsigned)WS_BUF_SIZE(&c->wbuf));
+      if (uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &w, 1, on_write)) {
+        io_conn_abort(c, 1006, "write failed");
+        return;
+      }
+      c->writing = 1;
+      return;
+    }
+    if (c->ws.out.cap > KEEP_BUF_CAP) ws_buf_free(&c->ws.out);
+  }
+  if (c->close_after_flush) conn_finish(c);
+}
+
+size_t io_conn_buffered(const io_conn_t *c) {
+  if (!c) return 0;
+  return WS_BUF_SIZE(&c->ws.out) + WS_BUF_SIZE(&c->wbuf);
+}
+
+int io_conn_peer(const io_conn_t *c, char *ip, size_t iplen, int *port) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  if (r) return r;
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    *port = ntohs(a->sin6_port);
+    return uv_ip6_name(a, ip, iplen);
+  }
+  struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+  *port = ntohs(a->sin_port);
+  return uv_ip4_name(a, ip, iplen);
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+void io__conn_list_add(io_conn_t *c) {
+  io_loop_t *loop = c->loop;
+  c->prev = NULL;
+  c->next = loop->conns;
+  if (loop->conns) loop->conns->prev = c;
+  loop->conns = c;
+}

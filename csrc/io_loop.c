@@ -1,0 +1,104 @@
+/*
+ * io_loop: the per-loop context shared by every connection: the read
+ * buffer, the flush list and the scheduler timer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_internal.h"
+
+
+/* Flushes every dirty connection.  A flush may mark the connection dirty
+ * again only through a later send, so the list is detached first. */
+void io_loop_flush(io_loop_t *loop) {
+  while (loop->dirty) {
+    io_conn_t *list = loop->dirty;
+    loop->dirty = NULL;
+    while (list) {
+      io_conn_t *c = list;
+      list = c->next_dirty;
+      c->next_dirty = NULL;
+      c->is_dirty = 0;
+      io__conn_flush(c);
+    }
+  }
+}
+
+/* Flushing in both the prepare phase (before the loop blocks in poll) and
+ * the check phase (right after the I/O callbacks) means every byte queued
+ * during a loop turn, from any callback, is written in that same turn. */
+static void on_prepare(uv_prepare_t *h) {
+  io_loop_flush(h->data);
+}
+
+static void on_check(uv_check_t *h) {
+  io_loop_flush(h->data);
+}
+
+static void on_timer(uv_timer_t *h) {
+  io_loop_t *loop = h->data;
+  if (loop->cb.on_timer) loop->cb.on_timer(loop);
+}
+
+io_loop_t *io_loop_new(uv_loop_t *uv, const io_callbacks_t *cb) {
+  io_loop_t *loop = calloc(1, sizeof *loop);
+  if (!loop) return NULL;
+  loop->rbuf = malloc(IO_READ_BUF_SIZE);
+  if (!loop->rbuf) {
+    free(loop);
+    return NULL;
+  }
+  if (uv) {
+    loop->uv = uv;
+  } else {
+    loop->uv = malloc(sizeof *loop->uv);
+    if (!loop->uv || uv_loop_init(loop->uv) != 0) {
+      free(loop->uv);
+      free(loop->rbuf);
+      free(loop);
+      return NULL;
+    }
+    loop->own_uv = 1;
+  }
+  loop->cb = *cb;
+  uv_prepare_init(loop->uv, &loop->prepare);
+  uv_check_init(loop->uv, &loop->check);
+  uv_timer_init(loop->uv, &loop->timer);
+  loop->prepare.data = loop->check.data = loop->timer.data = loop;
+  uv_prepare_start(&loop->prepare, on_prepare);
+  uv_check_start(&loop->check, on_check);
+  /* These handles must not keep uv_run alive on their own. */
+  uv_unref((uv_handle_t *)&loop->prepare);
+  uv_unref((uv_handle_t *)&loop->check);
+  return loop;
+}
+
+void io_loop_timer(io_loop_t *loop, int64_t ms) {
+  if (ms < 0) {
+    uv_timer_stop(&loop->timer);
+  } else {
+    uv_timer_start(&loop->timer, on_timer, (uint64_t)ms, 0);
+  }
+}
+
+void io_loop_free(io_loop_t *loop) {
+  if (!loop) return;
+  loop->closing = 1;
+  for (io_conn_t *c = loop->conns; c; c = c->next)
+    io_conn_abort(c, 1001, "shutting down");
+  for (io_server_t *s = loop->servers; s; s = s->next) io_server_close(s, 0);
+  uv_close((uv_handle_t *)&loop->prepare, NULL);
+  uv_close((uv_handle_t *)&loop->check, NULL);
+  uv_close((uv_handle_t *)&loop->timer, NULL);
+  /* Run the close callbacks, which free the connections and servers. */
+  if (loop->own_uv) {
+    uv_run(loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(loop->uv);
+    free(loop->uv);
+  } else {
+    while (loop->conns || loop->servers) uv_run(loop->uv, UV_RUN_ONCE);
+    uv_run(loop->uv, UV_RUN_NOWAIT);
+  }
+  free(loop->rbuf);
+  free(loop);
+}

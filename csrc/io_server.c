@@ -1,0 +1,115 @@
+/*
+ * io_server: listening sockets and accepting connections.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_internal.h"
+
+
+
+void io__server_free_if_done(io_server_t *s) {
+  if (!(s->closed && s->listener_closed && s->nconns == 0)) return;
+  io_loop_t *loop = s->loop;
+  if (s->prev) s->prev->next = s->next;
+  else loop->servers = s->next;
+  if (s->next) s->next->prev = s->prev;
+  free(s);
+}
+
+static void on_failed_close(uv_handle_t *h) { free(h->data); }
+
+static void on_connection(uv_stream_t *server, int status) {
+  io_server_t *s = server->data;
+  io_loop_t *loop = s->loop;
+  if (status < 0 || s->closed) return;
+  io_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  if (uv_tcp_init(loop->uv, &c->tcp) != 0) {
+    free(c);
+    return;
+  }
+  c->tcp.data = c;
+  c->loop = loop;
+  c->server = s;
+  uv_timer_init(loop->uv, &c->timer);
+  c->timer.data = c;
+  ws_conn_init(&c->ws, WS_ROLE_SERVER, io__on_ws_event, c);
+  io__conn_list_add(c);
+  s->nconns++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    io_conn_abort(c, 1006, "accept failed");
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->phase = IO_HTTP_HEAD;
+  c->last_recv = uv_now(loop->uv);
+  if (s->limits.handshake_timeout)
+    c->deadline_http = c->last_recv + s->limits.handshake_timeout;
+  io__conn_arm(c);
+  io__conn_start(c);
+}
+
+io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
+                              int backlog, const io_limits_t *limits,
+                              int *err) {
+  struct sockaddr_storage addr;
+  int r;
+  if (strchr(host, ':'))
+    r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+  else
+    r = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  if (r) {
+    *err = r;
+    return NULL;
+  }
+  io_server_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  s->loop = loop;
+  s->limits = *limits;
+  uv_tcp_init(loop->uv, &s->tcp);
+  s->tcp.data = s;
+  r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+  if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
+  if (r) {
+    *err = r;
+    uv_close((uv_handle_t *)&s->tcp, on_failed_close);
+    return NULL;
+  }
+  struct sockaddr_storage bound;
+  int blen = sizeof bound;
+  uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &blen);
+  if (bound.ss_family == AF_INET6)
+    s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+  else
+    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  s->next = loop->servers;
+  if (loop->servers) loop->servers->prev = s;
+  loop->servers = s;
+  return s;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  io_server_t *s = h->data;
+  s->listener_closed = 1;
+  io__server_free_if_done(s);
+}
+
+void io_server_close(io_server_t *s, int code) {
+  if (!s) return;
+  if (!s->closed) {
+    s->closed = 1;
+    uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
+  }
+  for (io_conn_t *c = s->loop->conns; c; c = c->next) {
+    if (c->server != s) continue;
+    if (c->phase == IO_WS && code) {
+      io_conn_close(c, code, "server closing", 14);
+    } else if (c->phase < IO_WS) {
+      io_conn_abort(c, 1001, "server closing");
+    }
+  }
+}

@@ -1,0 +1,597 @@
+/*
+ * lua_core: the uvws.core module, the only C that knows Lua.
+ *
+ * C never yields and never raises for a runtime failure: it returns
+ * nil, message, name and leaves waiting, retrying and deadlines to
+ * lua/uvws/init.lua.  Events flow the other way through one Lua function,
+ * the dispatcher, called with an event number and its arguments.
+ *
+ * Memory: a Lua userdata boxes a pointer to the io object, because libuv
+ * memory must outlive the garbage collector until uv_close's callback.
+ * While a connection is open a registry reference keeps its userdata
+ * alive; the reference is dropped in on_closed, where the box is emptied.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "io.h"
+#include "ws_utf8.h"
+
+#define CTX_KEY "uvws.ctx"
+#define SERVER_MT "uvws.server"
+#define CONN_MT "uvws.conn"
+
+/* Event numbers passed to the dispatcher. */
+enum {
+  EV_REQUEST = 1, /* conn, method, target, minor, headers, body, upgrade */
+  EV_MESSAGE = 2, /* obj, data, is_binary */
+  EV_PONG = 3,    /* obj, data */
+  EV_CLOSED = 4,  /* obj, code, reason */
+  EV_TIMER = 5,   /* */
+  EV_DRAIN = 6    /* obj */
+};
+
+typedef struct l_ctx {
+  io_loop_t *loop;
+  lua_State *L;     /* the thread running the loop, during run/step */
+  int dispatch_ref;
+  int running;
+} l_ctx_t;
+
+typedef struct l_server {
+  io_server_t *s;
+  int ref; /* registry reference to the bound Lua object */
+} l_server_t;
+
+typedef struct l_conn {
+  io_conn_t *c;
+  int ref; /* registry reference to this userdata while open */
+} l_conn_t;
+
+static l_ctx_t *get_ctx(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  l_ctx_t *ctx = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return ctx;
+}
+
+static int fail(lua_State *L, const char *msg, const char *name) {
+  luaL_pushfail(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, name);
+  return 3;
+}
+
+static int uv_fail(lua_State *L, int err) {
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+/* ---- events into Lua ------------------------------------------------------ */
+
+/* Pushes the dispatcher; returns the state to call it on, or NULL when no
+ * Lua code may run (no dispatcher, or the state is closing). */
+static lua_State *begin_event(io_loop_t *loop) {
+  l_ctx_t *ctx = loop->data;
+  lua_State *L = ctx->L;
+  if (!L || ctx->dispatch_ref == LUA_NOREF) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->dispatch_ref);
+  return L;
+}
+
+static void end_event(lua_State *L, int nargs) {
+  if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
+    /* The dispatcher reports hook errors itself; this is a bug in it. */
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "uvws: internal error in dispatcher: %s\n",
+            msg ? msg : "(error object is not a string)");
+    lua_pop(L, 1);
+  }
+}
+
+/* Pushes the Lua object bound to a connection (or its userdata). */
+static void push_conn_obj(lua_State *L, l_conn_t *box) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
+  if (lua_getiuservalue(L, -1, 1) == LUA_TNIL) {
+    lua_pop(L, 1);
+  } else {
+    lua_remove(L, -2);
+  }
+}
+
+static void on_request(io_conn_t *c, const io_request_t *r) {
+  l_server_t *sbox = c->server->data;
+  lua_State *L;
+  if (!sbox || sbox->ref == LUA_NOREF || !(L = begin_event(c->loop))) {
+    io_conn_abort(c, 1011, "no Lua server");
+    return;
+  }
+  l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
+  box->c = NULL;
+  box->ref = LUA_NOREF;
+  luaL_setmetatable(L, CONN_MT);
+  lua_pushvalue(L, -1);
+  box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box->c = c;
+  c->data = box;
+  lua_pushinteger(L, EV_REQUEST);
+  lua_insert(L, -2);
+  lua_pushlstring(L, r->req.method.p, r->req.method.n);
+  lua_pushlstring(L, r->req.target.p, r->req.target.n);
+  lua_pushinteger(L, r->req.minor_version);
+  lua_createtable(L, (int)r->req.num_headers * 2, 0);
+  for (size_t i = 0; i < r->req.num_headers; i++) {
+    const ws_header_t *h = &r->req.headers[i];
+    lua_pushlstring(L, h->name.p, h->name.n);
+    lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
+    lua_pushlstring(L, h->value.p, h->value.n);
+    lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
+  }
+  if (r->body) lua_pushlstring(L, (const char *)r->body, r->body_len);
+  else lua_pushnil(L);
+  lua_pushboolean(L, r->hs.is_upgrade);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sbox->ref);
+  end_event(L, 9);
+}
+
+static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
+                       size_t len) {
+  l_conn_t *box = c->data;
+  lua_State *L;
+  if (!box || !(L = begin_event(c->loop))) return;
+  lua_pushinteger(L, EV_MESSAGE);
+  push_conn_obj(L, box);
+  lua_pushlstring(L, (const char *)data, len);
+  lua_pushboolean(L, opcode == WS_OP_BINARY);
+  end_event(L, 3);
+}
+
+static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
+  l_conn_t *box = c->data;
+  lua_State *L;
+  if (!box || !(L = begin_event(c->loop))) return;
+  lua_pushinteger(L, EV_PONG);
+  push_conn_obj(L, box);
+  lua_pushlstring(L, (const char *)data, len);
+  end_event(L, 2);
+}
+
+static void on_drain(io_conn_t *c) {
+  l_conn_t *box = c->data;
+  lua_State *L;
+  if (!box || !(L = begin_event(c->loop))) return;
+  lua_pushinteger(L, EV_DRAIN);
+  push_conn_obj(L, box);
+  end_event(L, 1);
+}
+
+static void on_closed(io_conn_t *c, int code, const char *reason,
+                      size_t reason_len) {
+  l_conn_t *box = c->data;
+  if (!box) return;
+  l_ctx_t *ctx = c->loop->data;
+  lua_State *L = begin_event(c->loop);
+  if (L) {
+    lua_pushinteger(L, EV_CLOSED);
+    push_conn_obj(L, box);
+    lua_pushinteger(L, code);
+    lua_pushlstring(L, reason, reason_len);
+    end_event(L, 3);
+    L = ctx->L;
+  }
+  box->c = NULL;
+  c->data = NULL;
+  if (L) luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
+  box->ref = LUA_NOREF;
+}
+
+static void on_timer(io_loop_t *loop) {
+  lua_State *L = begin_event(loop);
+  if (!L) return;
+  lua_pushinteger(L, EV_TIMER);
+  end_event(L, 0);
+}
+
+/* ---- module functions ------------------------------------------------------ */
+
+static int l_set_dispatch(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  if (ctx->dispatch_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, ctx->dispatch_ref);
+  ctx->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int run_mode(lua_State *L, uv_run_mode mode) {
+  l_ctx_t *ctx = get_ctx(L);
+  if (ctx->running)
+    return luaL_error(L, "uvws: the loop is already running "
+                         "(run/step called from inside a handler)");
+  ctx->running = 1;
+  ctx->L = L;
+  io_loop_flush(ctx->loop);
+  int alive = uv_run(ctx->loop->uv, mode);
+  io_loop_flush(ctx->loop);
+  ctx->running = 0;
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+static int l_run(lua_State *L) { return run_mode(L, UV_RUN_DEFAULT); }
+static int l_run_once(lua_State *L) { return run_mode(L, UV_RUN_ONCE); }
+static int l_step(lua_State *L) { return run_mode(L, UV_RUN_NOWAIT); }
+
+static int l_stop(lua_State *L) {
+  uv_stop(get_ctx(L)->loop->uv);
+  return 0;
+}
+
+static int l_now(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  uv_update_time(ctx->loop->uv);
+  lua_pushinteger(L, (lua_Integer)uv_now(ctx->loop->uv));
+  return 1;
+}
+
+static int l_hrtime(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+static int l_timer(lua_State *L) {
+  io_loop_timer(get_ctx(L)->loop, (int64_t)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int l_utf8_valid(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushboolean(L, ws_utf8_valid((const uint8_t *)s, n));
+  return 1;
+}
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
+static uint64_t opt_ms(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  return v > 0 ? (uint64_t)(v * 1000 + 0.5) : 0;
+}
+
+static size_t opt_size(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  return v > 0 ? (size_t)v : 0;
+}
+
+/* listen(host, port, backlog, limits, want_requests) -> server */
+static int l_listen(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  io_limits_t lim;
+  lim.max_message_size = opt_size(L, 4, "max_message_size");
+  lim.max_frame_size = opt_size(L, 4, "max_frame_size");
+  lim.max_head_size = opt_size(L, 4, "max_head_size");
+  lim.max_headers = opt_size(L, 4, "max_headers");
+  lim.max_body_size = opt_size(L, 4, "max_body_size");
+  lim.handshake_timeout = opt_ms(L, 4, "handshake_timeout");
+  lim.close_timeout = opt_ms(L, 4, "close_timeout");
+  lim.idle_timeout = opt_ms(L, 4, "idle_timeout");
+  lim.ping_interval = opt_ms(L, 4, "ping_interval");
+  lim.pong_timeout = opt_ms(L, 4, "pong_timeout");
+  if (!lim.max_head_size) lim.max_head_size = WS_HTTP_MAX_HEAD;
+  if (!lim.max_headers) lim.max_headers = WS_HTTP_MAX_HEADERS;
+  if (port < 0 || port > 65535) return luaL_argerror(L, 2, "invalid port");
+
+  l_server_t *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->s = NULL;
+  box->ref = LUA_NOREF;
+  luaL_setmetatable(L, SERVER_MT);
+  int err = 0;
+  io_server_t *s = io_server_listen(ctx->loop, host, port, backlog, &lim,
+                                    &err);
+  if (!s) return uv_fail(L, err);
+  s->want_requests = lua_toboolean(L, 5);
+  s->data = box;
+  box->s = s;
+  return 1;
+}
+
+/* ---- server methods ------------------------------------------------------- */
+
+static l_server_t *check_server(lua_State *L) {
+  return luaL_checkudata(L, 1, SERVER_MT);
+}
+
+static int l_server_port(lua_State *L) {
+  l_server_t *box = check_server(L);
+  if (!box->s) return fail(L, "server is closed", "closed");
+  lua_pushinteger(L, box->s->port);
+  return 1;
+}
+
+static void server_release(lua_State *L, l_server_t *box, int code) {
+  if (box->s) {
+    box->s->data = NULL;
+    io_server_close(box->s, code);
+    box->s = NULL;
+  }
+  if (box->ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
+    box->ref = LUA_NOREF;
+  }
+}
+
+static int l_server_close(lua_State *L) {
+  l_server_t *box = check_server(L);
+  server_release(L, box, (int)luaL_optinteger(L, 2, 1001));
+  return 0;
+}
+
+/* bind(obj): the object passed with each request event.  The server is
+ * kept alive through it until close. */
+static int l_server_bind(lua_State *L) {
+  l_server_t *box = check_server(L);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  if (box->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
+  box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_server_count(lua_State *L) {
+  l_server_t *box = check_server(L);
+  lua_pushinteger(L, box->s ? (lua_Integer)box->s->nconns : 0);
+  return 1;
+}
+
+/* ---- connection methods --------------------------------------------------- */
+
+static l_conn_t *check_conn(lua_State *L) {
+  return luaL_checkudata(L, 1, CONN_MT);
+}
+
+static int closed_fail(lua_State *L) {
+  return fail(L, "connection closed", "closed");
+}
+
+static int l_conn_bind(lua_State *L) {
+  check_conn(L);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  return 0;
+}
+
+static int l_conn_accept(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  const char *proto = luaL_optstring(L, 2, NULL);
+  size_t elen = 0;
+  const char *extra = luaL_optlstring(L, 3, NULL, &elen);
+  if (!box->c) return closed_fail(L);
+  if (io_conn_accept(box->c, proto, extra, elen) != 0)
+    return fail(L, "connection is not waiting for an upgrade answer",
+                "EINVAL");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_write(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!box->c) return closed_fail(L);
+  if (io_conn_write(box->c, s, n) != 0) return closed_fail(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_http_done(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  if (box->c) io_conn_http_done(box->c, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int send_result(lua_State *L, int r) {
+  switch (r) {
+  case WS_CONN_OK: lua_pushboolean(L, 1); return 1;
+  case WS_CONN_ECLOSED: return closed_fail(L);
+  case WS_CONN_EINVAL: return fail(L, "invalid argument", "EINVAL");
+  default: return fail(L, "out of memory", "ENOMEM");
+  }
+}
+
+/* send(data, is_binary) */
+static int l_conn_send(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  int op = lua_toboolean(L, 3) ? WS_OP_BINARY : WS_OP_TEXT;
+  if (!box->c) return closed_fail(L);
+  return send_result(L, io_conn_send(box->c, op, s, n));
+}
+
+static int l_conn_ping(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  size_t n;
+  const char *s = luaL_optlstring(L, 2, "", &n);
+  int op = lua_toboolean(L, 3) ? WS_OP_PONG : WS_OP_PING;
+  if (!box->c) return closed_fail(L);
+  return send_result(L, io_conn_send(box->c, op, s, n));
+}
+
+static int l_conn_close(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  int code = (int)luaL_optinteger(L, 2, 1000);
+  size_t n = 0;
+  const char *reason = luaL_optlstring(L, 3, "", &n);
+  if (!box->c) return closed_fail(L);
+  return send_result(L, io_conn_close(box->c, code, reason, n));
+}
+
+static int l_conn_abort(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  if (box->c)
+    io_conn_abort(box->c, (int)luaL_optinteger(L, 2, 1006),
+                  luaL_optstring(L, 3, "aborted"));
+  return 0;
+}
+
+static int l_conn_pause(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  if (box->c) io_conn_pause(box->c, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int l_conn_buffered(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  lua_pushinteger(L, (lua_Integer)io_conn_buffered(box->c));
+  return 1;
+}
+
+static int l_conn_peer(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  char ip[64];
+  int port = 0;
+  if (!box->c) return closed_fail(L);
+  int r = io_conn_peer(box->c, ip, sizeof ip, &port);
+  if (r) return uv_fail(L, r);
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int l_conn_is_open(lua_State *L) {
+  lua_pushboolean(L, check_conn(L)->c != NULL);
+  return 1;
+}
+
+static int l_conn_gc(lua_State *L) {
+  l_conn_t *box = luaL_checkudata(L, 1, CONN_MT);
+  if (box->c) {
+    box->c->data = NULL;
+    io_conn_abort(box->c, 1001, "collected");
+    box->c = NULL;
+  }
+  return 0;
+}
+
+static int l_server_gc(lua_State *L) {
+  server_release(L, luaL_checkudata(L, 1, SERVER_MT), 1001);
+  return 0;
+}
+
+static int l_ctx_gc(lua_State *L) {
+  l_ctx_t *ctx = lua_touserdata(L, 1);
+  if (ctx->loop) {
+    ctx->L = NULL;
+    io_loop_free(ctx->loop);
+    ctx->loop = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg server_meth[] = {
+  {"port", l_server_port},
+  {"close", l_server_close},
+  {"count", l_server_count},
+  {"bind", l_server_bind},
+  {NULL, NULL}
+};
+
+static const luaL_Reg conn_meth[] = {
+  {"bind", l_conn_bind},
+  {"accept", l_conn_accept},
+  {"write", l_conn_write},
+  {"http_done", l_conn_http_done},
+  {"send", l_conn_send},
+  {"ping", l_conn_ping},
+  {"close", l_conn_close},
+  {"abort", l_conn_abort},
+  {"pause", l_conn_pause},
+  {"buffered", l_conn_buffered},
+  {"peer", l_conn_peer},
+  {"is_open", l_conn_is_open},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"set_dispatch", l_set_dispatch},
+  {"listen", l_listen},
+  {"run", l_run},
+  {"run_once", l_run_once},
+  {"step", l_step},
+  {"stop", l_stop},
+  {"now", l_now},
+  {"hrtime", l_hrtime},
+  {"timer", l_timer},
+  {"utf8_valid", l_utf8_valid},
+  {"getpid", l_getpid},
+  {NULL, NULL}
+};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meth,
+                      lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  luaL_newlib(L, meth);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+}
+
+int luaopen_uvws_core(lua_State *L);
+
+int luaopen_uvws_core(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    l_ctx_t *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->dispatch_ref = LUA_NOREF;
+    lua_newtable(L);
+    lua_pushcfunction(L, l_ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    io_callbacks_t cb = {on_request, on_message, on_pong, on_drain,
+                         on_closed, on_timer};
+    ctx->loop = io_loop_new(NULL, &cb);
+    if (!ctx->loop) return luaL_error(L, "uvws: cannot create the loop");
+    ctx->loop->data = ctx;
+    lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  } else {
+    lua_pop(L, 1);
+  }
+  new_class(L, SERVER_MT, server_meth, l_server_gc);
+  new_class(L, CONN_MT, conn_meth, l_conn_gc);
+  luaL_newlib(L, funcs);
+  lua_pushinteger(L, EV_REQUEST);
+  lua_setfield(L, -2, "EV_REQUEST");
+  lua_pushinteger(L, EV_MESSAGE);
+  lua_setfield(L, -2, "EV_MESSAGE");
+  lua_pushinteger(L, EV_PONG);
+  lua_setfield(L, -2, "EV_PONG");
+  lua_pushinteger(L, EV_CLOSED);
+  lua_setfield(L, -2, "EV_CLOSED");
+  lua_pushinteger(L, EV_TIMER);
+  lua_setfield(L, -2, "EV_TIMER");
+  lua_pushinteger(L, EV_DRAIN);
+  lua_setfield(L, -2, "EV_DRAIN");
+  return 1;
+}

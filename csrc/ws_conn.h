@@ -1,0 +1,146 @@
+/*
+ * ws_conn: the RFC 6455 message layer, sans I/O.  Bytes in, events out;
+ * send calls in, bytes out.
+ *
+ * ws_conn_feed() takes whatever bytes arrived, in any split down to one
+ * byte, parses frames (keeping at most a 13-byte partial header between
+ * calls), unmasks payloads in place, validates text incrementally (an
+ * invalid byte fails the connection with 1007 as soon as it is seen, not
+ * at the end of the message), reassembles fragmented messages with control
+ * frames allowed between fragments, enforces the message and frame size
+ * limits before the payload is received (1009), answers pings, and runs the
+ * close handshake.  Events are delivered synchronously through the
+ * callback; their data pointers are valid only during the callback.  An
+ * unfragmented message whose whole payload is in the bytes fed is delivered
+ * in place, without a copy.
+ *
+ * Everything this side must send (pongs, the close echo, the close frame of
+ * a failure, and the caller's messages) is appended to `out`, which the
+ * transport drains: write WS_BUF_PTR(&c->out), WS_BUF_SIZE(&c->out) bytes,
+ * then ws_buf_consume() what was written.
+ */
+#ifndef UVWS_WS_CONN_H
+#define UVWS_WS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ws_buf.h"
+#include "ws_frame.h"
+
+typedef enum { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT = 1 } ws_role_t;
+
+enum {
+  /* A complete text or binary message (opcode, data, len).  Text has been
+   * validated as UTF-8. */
+  WS_EV_MESSAGE = 1,
+  /* A ping (data, len); its pong has already been queued in `out`, unless
+   * a close frame was sent before. */
+  WS_EV_PING = 2,
+  /* A pong (data, len). */
+  WS_EV_PONG = 3,
+  /* The peer's Close frame: code (1005 when the frame had no payload) and
+   * reason (data, len; valid UTF-8).  If this side had not sent a Close,
+   * the echo (same code, no reason; an empty Close for an empty one) has
+   * been queued.  The close handshake is complete: a server now flushes
+   * `out` and closes the TCP connection; a client waits for the server to
+   * close it.  Nothing after this frame is parsed. */
+  WS_EV_CLOSE = 4,
+  /* The peer broke the protocol or a limit: code (1002, 1007, 1009, 1011)
+   * and a static one-line reason.  A Close frame with that code and reason
+   * has been queued unless one was sent before.  The transport flushes
+   * `out` and closes the connection; nothing more is parsed. */
+  WS_EV_FAIL = 5
+};
+
+typedef struct ws_event {
+  int type;            /* WS_EV_* */
+  int opcode;          /* WS_EV_MESSAGE: WS_OP_TEXT or WS_OP_BINARY */
+  const uint8_t *data; /* payload (MESSAGE, PING, PONG) or reason (CLOSE) */
+  size_t len;
+  int code;            /* CLOSE, FAIL */
+  const char *reason;  /* FAIL: static NUL-terminated reason */
+} ws_event_t;
+
+typedef void (*ws_conn_event_fn)(void *ud, const ws_event_t *ev);
+
+/* Results of the send functions. */
+enum {
+  WS_CONN_OK = 0,
+  WS_CONN_ECLOSED = -1, /* a Close frame was already sent */
+  WS_CONN_EINVAL = -2,  /* control payload over 125 bytes, bad close code,
+                           reason over 123 bytes, bad opcode */
+  WS_CONN_ENOMEM = -3
+};
+
+typedef struct ws_conn {
+  /* Configuration: set by ws_conn_init, may be changed before feeding. */
+  uint8_t role;             /* ws_role_t */
+  uint8_t rsv_allowed;      /* RSV bits an extension negotiated */
+  size_t max_message_size;  /* 0: no limit */
+  size_t max_frame_size;    /* 0: no limit */
+  ws_conn_event_fn on_event;
+  void *ud;
+
+  /* Close handshake. */
+  uint8_t close_sent;       /* a Close frame is in `out` or was written */
+  uint8_t close_received;   /* the peer's Close frame arrived */
+  uint8_t failed;           /* a WS_EV_FAIL was delivered */
+
+  /* Frame parser. */
+  uint8_t hdr_len;          /* bytes of a partial header in hdr */
+  uint8_t in_payload;       /* fh is parsed, payload follows */
+  uint8_t mask_pos;
+  uint8_t hdr[WS_MAX_HEADER];
+  ws_frame_header_t fh;
+  uint64_t remaining;       /* payload bytes of fh not yet seen */
+
+  /* Message reassembly. */
+  uint8_t msg_opcode;       /* opcode of the message in progress, or 0 */
+  uint8_t msg_rsv;          /* RSV bits of its first frame */
+  uint32_t utf8;            /* ws_utf8 state of a text message */
+  ws_buf_t msg;             /* fragments so far; freed after delivery */
+
+  /* A control frame split across reads. */
+  uint8_t ctl_len;
+  uint8_t ctl[WS_MAX_CONTROL];
+
+  /* Bytes to send. */
+  ws_buf_t out;
+} ws_conn_t;
+
+/* Sets up c (no allocation).  Limits start at 0 (none). */
+void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
+                  void *ud);
+
+/* Frees the buffers; c may be initialized again. */
+void ws_conn_free(ws_conn_t *c);
+
+/* Feeds received bytes, which may be modified in place (unmasking).
+ * Returns the number of bytes consumed: all of them, except after a
+ * WS_EV_CLOSE or WS_EV_FAIL, which end parsing (later calls consume
+ * nothing and deliver nothing). */
+size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len);
+
+/* Appends a whole message or control frame (unfragmented).  A client masks
+ * it with a fresh key from RAND_bytes.  opcode is WS_OP_TEXT, WS_OP_BINARY,
+ * WS_OP_PING or WS_OP_PONG.  Returns a WS_CONN_* code. */
+int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len);
+
+/* Appends one frame of a fragmented message: the first with WS_OP_TEXT or
+ * WS_OP_BINARY, the rest with WS_OP_CONT, the last with fin = 1.  `rsv`
+ * as in ws_frame_write_header. */
+int ws_conn_send_frame(ws_conn_t *c, int fin, int rsv, int opcode,
+                       const void *data, size_t len);
+
+/* Appends a Close frame: code 0 sends an empty payload, else code (which
+ * must be valid to send) and reason (at most 123 bytes).  Marks
+ * close_sent; later sends return WS_CONN_ECLOSED. */
+int ws_conn_close(ws_conn_t *c, int code, const char *reason, size_t len);
+
+/* Has the close handshake completed or the connection failed, so that the
+ * transport should be closed once `out` is flushed? */
+#define WS_CONN_DONE(c) \
+  ((c)->failed || ((c)->close_sent && (c)->close_received))
+
+#endif

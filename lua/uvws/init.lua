@@ -1,0 +1,673 @@
+--- uvws: WebSocket server and client for Lua 5.4 on libuv.
+--
+-- Design criteria:
+--  * Every waiting call is coroutine-friendly: it suspends the running
+--    coroutine and the loop resumes it.  Handlers read like blocking code.
+--  * The C core (uvws.core) never yields and never raises for a runtime
+--    failure; this module waits, applies deadlines and turns failures into
+--    `nil, message, name`.  Misuse (a wrong argument type, a waiting call
+--    outside a coroutine) raises.
+--  * Timeouts are the last argument of every waiting call, in seconds.
+--  * An error in a hook or handler goes to the server's `on_error` and
+--    never takes the process down.
+local core = require "uvws.core"
+local sched = require "uvws.sched"
+local request = require "uvws.request"
+
+local M = { _VERSION = "uvws scm" }
+
+M.spawn = sched.spawn
+M.sleep = sched.sleep
+M.now = sched.now
+M.origin_allowed = request.origin_allowed
+
+local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN =
+  core.EV_REQUEST, core.EV_MESSAGE, core.EV_PONG, core.EV_CLOSED,
+  core.EV_TIMER, core.EV_DRAIN
+
+-- Default limits, named the same for servers and clients.  Sizes are
+-- bytes, times seconds; false or 0 disables.
+local DEFAULTS = {
+  max_message_size = 1024 * 1024,
+  max_frame_size = false,
+  max_head_size = 8192,
+  max_headers = 100,
+  max_body_size = 1024 * 1024,
+  handshake_timeout = 10,
+  close_timeout = 5,
+  idle_timeout = false,
+  ping_interval = 20,
+  pong_timeout = 20,
+  max_queue = 64,
+}
+M.defaults = DEFAULTS
+
+local function default_on_error(err, trace)
+  io.stderr:write("uvws: ", tostring(trace or err), "\n")
+end
+
+-- Reject marker returned by uvws.reject().
+local REJECT = setmetatable({}, { __name = "uvws.reject" })
+
+--- Builds an answer for `on_upgrade` that refuses the upgrade.
+-- @param status HTTP status (400-599)
+-- @param body optional body text
+-- @param headers optional table of extra response headers
+function M.reject(status, body, headers)
+  if math.type(status) ~= "integer" or status < 400 or status > 599 then
+    error("uvws.reject: status must be an integer from 400 to 599", 2)
+  end
+  if body ~= nil and type(body) ~= "string" then
+    error("uvws.reject: body must be a string", 2)
+  end
+  if headers ~= nil and type(headers) ~= "table" then
+    error("uvws.reject: headers must be a table", 2)
+  end
+  return { [REJECT] = true, status = status, body = body, headers = headers }
+end
+
+------------------------------------------------------------------------------
+-- The WebSocket object, the same on both sides.
+------------------------------------------------------------------------------
+
+local WS = {}
+WS.__index = WS
+WS.__name = "uvws.websocket"
+
+function WS:__tostring()
+  return string.format("uvws.websocket (%s)", self.closed and "closed" or "open")
+end
+
+local function closed_error(ws)
+  local code, reason = ws.close_code or 1006, ws.close_reason or ""
+  if reason ~= "" then
+    return nil, string.format("connection closed (%d %s)", code, reason), "closed"
+  end
+  return nil, string.format("connection closed (%d)", code), "closed"
+end
+
+local function new_ws(conn, opts)
+  local ws = setmetatable({
+    _c = conn,
+    _opts = opts,
+    _q = {}, _qh = 1, _qt = 0,   -- message queue: data, kind pairs
+    _paused = false,
+    _waiter = nil,               -- coroutine waiting in receive
+    _pings = {},                 -- pending pings: {payload, co, sent}
+    _close_waiters = {},
+    _drain_waiters = {},
+    closed = false,
+  }, WS)
+  conn:bind(ws)
+  return ws
+end
+
+--- Waits for the next message.
+-- @param timeout seconds (optional)
+-- @return data, "text"|"binary"  or  nil, message, name ("closed", "timeout")
+function WS:receive(timeout)
+  local q = self._q
+  local h = self._qh
+  if h <= self._qt then
+    local data, kind = q[h], q[h + 1]
+    q[h], q[h + 1] = nil, nil
+    h = h + 2
+    self._qh = h
+    if h > self._qt then self._qh, self._qt = 1, 0 end
+    if self._paused and (self._qt - self._qh) / 2 < self._opts.max_queue / 2 then
+      self._paused = false
+      self._c:pause(false)
+    end
+    return data, kind
+  end
+  if self.closed then return closed_error(self) end
+  if self._waiter then
+    error("uvws: two coroutines are receiving on the same connection", 2)
+  end
+  local co = sched.current("receive")
+  self._waiter = co
+  local data, kind, name = sched.wait(timeout, function()
+    if self._waiter == co then self._waiter = nil end
+  end)
+  return data, kind, name
+end
+
+--- Iterates over messages until the connection closes.
+-- for data, kind in ws:each() do ... end
+function WS:each(timeout)
+  return function()
+    local data, kind = self:receive(timeout)
+    if data then return data, kind end
+    return nil
+  end
+end
+
+local KINDS = { text = false, binary = true }
+
+--- Queues a message.  `kind` is "text" (the default) or "binary"; text
+-- must be valid UTF-8.
+-- @return true  or  nil, message, name
+function WS:send(data, kind)
+  if type(data) ~= "string" then
+    error("uvws: send expects a string, got " .. type(data), 2)
+  end
+  kind = kind or "text"
+  local binary = KINDS[kind]
+  if binary == nil then
+    error("uvws: message kind must be 'text' or 'binary', got " .. tostring(kind), 2)
+  end
+  if not binary and not core.utf8_valid(data) then
+    error("uvws: text message is not valid UTF-8 (send it as 'binary')", 2)
+  end
+  if self.closed then return closed_error(self) end
+  local ok, err, name = self._c:send(data, binary)
+  if not ok then
+    if name == "closed" then return nil, "connection is closing", "closed" end
+    return nil, err, name
+  end
+  return true
+end
+
+--- Sends a ping and waits for its pong.
+-- @return the round-trip time in seconds  or  nil, message, name
+function WS:ping(data, timeout)
+  data = data or ""
+  if type(data) ~= "string" or #data > 125 then
+    error("uvws: ping payload must be a string of at most 125 bytes", 2)
+  end
+  if self.closed then return closed_error(self) end
+  local ok, err, name = self._c:ping(data)
+  if not ok then return nil, err, name end
+  local co = sched.current("ping")
+  local entry = { data, co, core.hrtime() }
+  local pings = self._pings
+  pings[#pings + 1] = entry
+  if timeout == nil then timeout = self._opts.pong_timeout or nil end
+  return sched.wait(timeout, function()
+    for i = 1, #pings do
+      if pings[i] == entry then table.remove(pings, i) break end
+    end
+  end)
+end
+
+--- Sends an unsolicited pong (a unidirectional heartbeat).
+function WS:pong(data)
+  data = data or ""
+  if type(data) ~= "string" or #data > 125 then
+    error("uvws: pong payload must be a string of at most 125 bytes", 2)
+  end
+  if self.closed then return closed_error(self) end
+  return self._c:ping(data, true)
+end
+
+--- Starts the closing handshake and waits until the connection is closed
+-- (at most the close timeout).
+-- @return true  or  nil, message, name
+function WS:close(code, reason)
+  code = code or 1000
+  reason = reason or ""
+  if math.type(code) ~= "integer" then
+    error("uvws: close code must be an integer", 2)
+  end
+  if type(reason) ~= "string" or #reason > 123 then
+    error("uvws: close reason must be a string of at most 123 bytes", 2)
+  end
+  if not core.utf8_valid(reason) then
+    error("uvws: close reason must be valid UTF-8", 2)
+  end
+  if self.closed then return true end
+  local ok, err, name = self._c:close(code, reason)
+  if not ok and name == "EINVAL" then
+    error("uvws: invalid close code " .. code, 2)
+  end
+  if not ok and name ~= "closed" then return nil, err, name end
+  if not self.closed and coroutine.isyieldable() then
+    local co = sched.current("close")
+    local waiters = self._close_waiters
+    waiters[#waiters + 1] = co
+    sched.wait(nil)
+  end
+  return true
+end
+
+--- Bytes queued and not yet taken by the kernel.
+function WS:buffered_amount()
+  return self._c:buffered()
+end
+
+--- The peer's address and port.
+function WS:remote_address()
+  return self._c:peer()
+end
+
+-- Event handlers for a websocket --------------------------------------------
+
+local function ws_on_message(ws, data, binary)
+  local kind = binary and "binary" or "text"
+  local co = ws._waiter
+  if co and ws._qh > ws._qt then
+    ws._waiter = nil
+    sched.wake(co, data, kind)
+    return
+  end
+  local t = ws._qt
+  ws._q[t + 1], ws._q[t + 2] = data, kind
+  ws._qt = t + 2
+  local max = ws._opts.max_queue
+  if max and max > 0 and not ws._paused and (ws._qt - ws._qh + 1) / 2 >= max then
+    ws._paused = true
+    ws._c:pause(true)
+  end
+end
+
+local function ws_on_pong(ws, data)
+  local pings = ws._pings
+  for i = 1, #pings do
+    if pings[i][1] == data then
+      -- A pong answers its ping and every earlier one (RFC 6455 §5.5.3).
+      local now = core.hrtime()
+      for j = 1, i do
+        local e = table.remove(pings, 1)
+        sched.wake(e[2], now - e[3])
+      end
+      return
+    end
+  end
+end
+
+local function ws_on_closed(ws, code, reason)
+  ws.closed = true
+  ws.close_code = ws.close_code or code
+  ws.close_reason = ws.close_reason or reason
+  local co = ws._waiter
+  if co then
+    ws._waiter = nil
+    sched.wake(co, closed_error(ws))
+  end
+  local pings = ws._pings
+  ws._pings = {}
+  for i = 1, #pings do sched.wake(pings[i][2], closed_error(ws)) end
+  local waiters = ws._close_waiters
+  ws._close_waiters = {}
+  for i = 1, #waiters do sched.wake(waiters[i], true) end
+  local drains = ws._drain_waiters
+  ws._drain_waiters = {}
+  for i = 1, #drains do sched.wake(drains[i], closed_error(ws)) end
+  if ws._on_closed then ws._on_closed(ws) end
+end
+
+------------------------------------------------------------------------------
+-- Server
+------------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+Server.__name = "uvws.server"
+
+local servers = {}        -- open servers, kept alive until closed
+
+local function report(srv, err, co, what)
+  local trace = debug.traceback(co, tostring(err))
+  if what then trace = what .. ": " .. trace end
+  local ok, e = pcall(srv.on_error, err, trace)
+  if not ok then default_on_error(e) end
+end
+
+local function http_date()
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT")
+end
+
+local function check_header(name, value, who)
+  if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    error(who .. ": invalid header name " .. tostring(name), 3)
+  end
+  value = tostring(value)
+  if value:find("[%z\1-\8\10-\31\127]") then
+    error(who .. ": invalid header value for " .. name, 3)
+  end
+  return value
+end
+
+-- Renders a headers table ({name = value} or {name = {v1, v2}} or a list
+-- of {name, value} pairs) as header lines.
+local function header_lines(headers, who, skip)
+  if not headers then return "" end
+  local out = {}
+  local function add(name, value)
+    if skip and skip[name:lower()] then return end
+    if type(value) == "table" then
+      for _, v in ipairs(value) do
+        out[#out + 1] = name .. ": " .. check_header(name, v, who) .. "\r\n"
+      end
+    else
+      out[#out + 1] = name .. ": " .. check_header(name, value, who) .. "\r\n"
+    end
+  end
+  if headers[1] ~= nil then
+    for _, pair in ipairs(headers) do add(pair[1], pair[2]) end
+  else
+    local names = {}
+    for k in pairs(headers) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do add(k, headers[k]) end
+  end
+  return table.concat(out)
+end
+M._header_lines = header_lines
+
+local REASONS = {
+  [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
+  [206] = "Partial Content",
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [304] = "Not Modified", [307] = "Temporary Redirect",
+  [308] = "Permanent Redirect", [400] = "Bad Request",
+  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [406] = "Not Acceptable",
+  [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
+  [411] = "Length Required", [413] = "Content Too Large",
+  [415] = "Unsupported Media Type", [426] = "Upgrade Required",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented",
+  [502] = "Bad Gateway", [503] = "Service Unavailable",
+  [504] = "Gateway Timeout",
+}
+
+local MANAGED = { ["content-length"] = true, ["connection"] = true,
+                  ["transfer-encoding"] = true, ["date"] = true }
+
+-- Writes a complete HTTP answer on a connection.
+local function write_response(conn, status, headers, body, keepalive, head_only)
+  body = body or ""
+  local lines = header_lines(headers, "uvws", MANAGED)
+  local head = string.format(
+    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %d\r\nConnection: %s\r\n%s\r\n",
+    status, REASONS[status] or "Status", http_date(), #body,
+    keepalive and "keep-alive" or "close", lines)
+  conn:write(head_only and head or head .. body)
+end
+
+-- The response object of on_request.
+local Response = {}
+Response.__index = Response
+Response.__name = "uvws.response"
+
+function Response:set_header(name, value)
+  check_header(name, value, "uvws: set_header")
+  self.headers[name] = value
+  return self
+end
+
+--- Sends the whole answer: res:send(status, body [, headers]).
+function Response:send(status, body, headers)
+  if self.sent then error("uvws: response already sent", 2) end
+  if math.type(status) ~= "integer" or status < 200 or status > 999 then
+    error("uvws: status must be an integer from 200 to 999", 2)
+  end
+  if body ~= nil and type(body) ~= "string" then
+    error("uvws: body must be a string", 2)
+  end
+  local all = {}
+  for k, v in pairs(self.headers) do all[k] = v end
+  for k, v in pairs(headers or {}) do all[k] = v end
+  local keepalive = self._keepalive and not self._srv._closing
+  write_response(self._conn, status, all, body, keepalive, self._head)
+  self._conn:http_done(keepalive)
+  self.sent = true
+  return true
+end
+
+local function run_request(srv, conn, req)
+  local res = setmetatable({ headers = {}, sent = false, _conn = conn,
+    _srv = srv, _keepalive = req._keepalive, _head = req.method == "HEAD" },
+    Response)
+  sched.spawn(function()
+    local ok, status, body, headers = xpcall(srv.on_request, function(e)
+      return { err = e, trace = debug.traceback(tostring(e), 2) }
+    end, req, res)
+    if not ok then
+      pcall(srv.on_error, status.err, status.trace)
+      if not res.sent then
+        res.sent = true
+        write_response(conn, 500, { ["Content-Type"] = "text/plain" },
+                       "internal server error\n", false, res._head)
+        conn:http_done(false)
+      end
+      return
+    end
+    if not res.sent then
+      if math.type(status) == "integer" then
+        res:send(status, body, headers)
+      else
+        res:send(404, "not found\n", { ["Content-Type"] = "text/plain" })
+      end
+    end
+  end)
+end
+
+local function reject_upgrade(conn, status, body, headers)
+  body = body or ((REASONS[status] or "error") .. "\n")
+  local h = { ["Content-Type"] = "text/plain; charset=utf-8" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  write_response(conn, status, h, body, false)
+  conn:http_done(false)
+end
+
+local function start_handler(srv, conn, req, protocol, extra, data)
+  local ok, err = conn:accept(protocol, extra)
+  if not ok then return nil, err end
+  local ws = new_ws(conn, srv.opts)
+  ws.request = req
+  ws.protocol = protocol
+  ws.data = data
+  ws.server = srv
+  srv._conns[ws] = true
+  ws._on_closed = function(w) srv._conns[w] = nil end
+  if srv.handler then
+    sched.spawn(function()
+      local hok, herr = xpcall(srv.handler, function(e)
+        return { err = e, trace = debug.traceback(tostring(e), 2) }
+      end, ws)
+      if not hok then
+        pcall(srv.on_error, herr.err, herr.trace)
+        if not ws.closed then ws._c:close(1011, "internal error") end
+      elseif not ws.closed then
+        ws:close(1000)
+      end
+    end)
+  end
+  return ws
+end
+
+-- Runs on_upgrade and answers the upgrade.
+local function run_upgrade(srv, conn, req)
+  sched.spawn(function()
+    local offered = req.protocols
+    local result
+    if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
+      return reject_upgrade(conn, 403, "origin not allowed\n")
+    end
+    if srv.on_upgrade then
+      local ok, r = xpcall(srv.on_upgrade, function(e)
+        return { err = e, trace = debug.traceback(tostring(e), 2) }
+      end, req)
+      if not ok then
+        pcall(srv.on_error, r.err, r.trace)
+        return reject_upgrade(conn, 500, "internal server error\n")
+      end
+      result = r
+    end
+    if not conn:is_open() then return end
+    if type(result) == "table" and result[REJECT] then
+      return reject_upgrade(conn, result.status, result.body, result.headers)
+    end
+    if result ~= nil and type(result) ~= "table" then
+      pcall(srv.on_error, "on_upgrade returned a " .. type(result) ..
+        " (expected nothing, a table or uvws.reject(...))")
+      return reject_upgrade(conn, 500, "internal server error\n")
+    end
+    result = result or {}
+    local protocol = result.protocol
+    if protocol == nil and srv.protocols then
+      for _, want in ipairs(offered) do
+        for _, have in ipairs(srv.protocols) do
+          if want == have and protocol == nil then protocol = want end
+        end
+      end
+    end
+    if protocol ~= nil then
+      local found = false
+      for _, p in ipairs(offered) do if p == protocol then found = true end end
+      if not found then
+        pcall(srv.on_error, string.format(
+          "on_upgrade selected the subprotocol %q, which the client did not offer",
+          tostring(protocol)))
+        return reject_upgrade(conn, 500, "internal server error\n")
+      end
+    end
+    local okh, extra = pcall(header_lines, result.headers, "uvws: on_upgrade headers",
+      { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
+        ["upgrade"] = true, ["connection"] = true })
+    if not okh then
+      pcall(srv.on_error, extra)
+      return reject_upgrade(conn, 500, "internal server error\n")
+    end
+    start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil, result.data)
+  end)
+end
+
+local function on_request(conn, method, target, minor, headers, body, upgrade, srv)
+  local req = request.new(method, target, minor, headers, body, conn)
+  if upgrade then
+    run_upgrade(srv, conn, req)
+  else
+    run_request(srv, conn, req)
+  end
+end
+
+local function dispatch(ev, obj, a, b, c, d, e, f, g)
+  if ev == EV_MESSAGE then
+    ws_on_message(obj, a, b)
+  elseif ev == EV_TIMER then
+    sched.on_timer()
+  elseif ev == EV_REQUEST then
+    on_request(obj, a, b, c, d, e, f, g)
+  elseif ev == EV_CLOSED then
+    if getmetatable(obj) == WS then ws_on_closed(obj, a, b) end
+  elseif ev == EV_PONG then
+    if getmetatable(obj) == WS then ws_on_pong(obj, a) end
+  elseif ev == EV_DRAIN then
+    if getmetatable(obj) == WS then
+      local drains = obj._drain_waiters
+      if #drains > 0 then
+        obj._drain_waiters = {}
+        for i = 1, #drains do sched.wake(drains[i], true) end
+      end
+    end
+  end
+end
+core.set_dispatch(dispatch)
+
+local function merge_opts(opts)
+  local o = {}
+  for k, v in pairs(DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  for k, v in pairs(DEFAULTS) do
+    local x = o[k]
+    if x ~= false and type(x) ~= "number" then
+      error("uvws: option " .. k .. " must be a number or false", 3)
+    end
+    if v and x == 0 then o[k] = false end
+  end
+  return o
+end
+
+local function limits_table(o)
+  local t = {}
+  for k in pairs(DEFAULTS) do
+    local v = o[k]
+    if v then
+      if k:match("size$") or k == "max_headers" then
+        t[k] = math.tointeger(v) or error("uvws: " .. k .. " must be an integer", 4)
+      else
+        t[k] = v
+      end
+    end
+  end
+  return t
+end
+
+--- Starts a server.  See README for the options.
+-- @return server  or  nil, message, name
+function M.listen(opts)
+  if type(opts) ~= "table" then error("uvws.listen expects a table", 2) end
+  for _, k in ipairs { "on_upgrade", "on_request", "handler", "on_error" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      error("uvws.listen: " .. k .. " must be a function", 2)
+    end
+  end
+  if opts.port ~= nil and math.type(opts.port) ~= "integer" then
+    error("uvws.listen: port must be an integer", 2)
+  end
+  local o = merge_opts(opts)
+  local host = opts.host or "127.0.0.1"
+  if host == "localhost" then host = "127.0.0.1" end
+  local cs, err, name = core.listen(host, opts.port or 8080, opts.backlog or 511,
+    limits_table(o), opts.on_request ~= nil)
+  if not cs then return nil, err, name end
+  local srv = setmetatable({
+    _c = cs,
+    opts = o,
+    host = host,
+    port = cs:port(),
+    on_upgrade = opts.on_upgrade,
+    on_request = opts.on_request,
+    handler = opts.handler,
+    on_error = opts.on_error or default_on_error,
+    protocols = opts.protocols,
+    origins = opts.origins,
+    _conns = {},
+  }, Server)
+  cs:bind(srv)
+  servers[srv] = true
+  return srv
+end
+
+--- The open WebSocket connections of this server (a list).
+function Server:connections()
+  local list = {}
+  for ws in pairs(self._conns) do list[#list + 1] = ws end
+  return list
+end
+
+--- Stops listening and closes every connection with 1001 (going away).
+function Server:close(code)
+  if self._closing then return end
+  self._closing = true
+  servers[self] = nil
+  self._c:close(code or 1001)
+end
+
+function Server:__tostring()
+  return string.format("uvws.server (%s port %d)", self.host, self.port)
+end
+
+------------------------------------------------------------------------------
+-- Loop
+------------------------------------------------------------------------------
+
+--- Runs the loop until nothing is left to do (or uvws.stop()).
+function M.run()
+  return core.run()
+end
+
+--- Runs one non-blocking turn of the loop (for hosts with a frame loop).
+function M.step()
+  return core.step()
+end
+
+--- Makes uvws.run() return after the current turn.
+function M.stop()
+  core.stop()
+end
+
+return M

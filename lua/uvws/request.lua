@@ -1,0 +1,173 @@
+--- uvws.request: the request object handed to on_upgrade and on_request,
+-- and the Origin allow-list helper.
+local M = {}
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+--- Parses a query string into a table: each key maps to its first value;
+-- `all[key]` lists every value.
+function M.parse_query(qs)
+  local q, all = {}, {}
+  for pair in qs:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape(k), unescape(v)
+    if q[k] == nil then q[k] = v end
+    all[k] = all[k] or {}
+    table.insert(all[k], v)
+  end
+  return q, all
+end
+
+--- Parses a Cookie header value into a table.
+function M.parse_cookies(value)
+  local c = {}
+  if not value then return c end
+  for pair in value:gmatch("[^;]+") do
+    local k, v = pair:match("^%s*([^=]-)%s*=%s*(.-)%s*$")
+    if k and k ~= "" and c[k] == nil then
+      if v:sub(1, 1) == '"' and v:sub(-1) == '"' and #v >= 2 then v = v:sub(2, -2) end
+      c[k] = v
+    end
+  end
+  return c
+end
+
+-- Headers are stored by lower-case name; lookups with any case work.
+local HeadersMT = {
+  __index = function(t, k)
+    if type(k) == "string" then
+      local lk = k:lower()
+      if lk ~= k then return rawget(t, lk) end
+    end
+    return nil
+  end,
+}
+
+local Request = {}
+Request.__name = "uvws.request"
+
+local lazy = {
+  query = function(req)
+    local q, all = M.parse_query(req.query_string)
+    rawset(req, "query_all", all)
+    return q
+  end,
+  query_all = function(req)
+    local _, all = M.parse_query(req.query_string)
+    return all
+  end,
+  cookies = function(req)
+    return M.parse_cookies(req.headers.cookie)
+  end,
+}
+
+Request.__index = function(req, k)
+  local m = Request[k]
+  if m then return m end
+  local f = lazy[k]
+  if f then
+    local v = f(req)
+    rawset(req, k, v)
+    return v
+  end
+  return nil
+end
+
+--- The first value of a header (any case), or nil.
+function Request:header(name)
+  local list = self._hv[name:lower()]
+  return list and list[1]
+end
+
+--- Every value of a header, in order (an empty list if absent).
+function Request:header_values(name)
+  local list = self._hv[name:lower()]
+  local out = {}
+  if list then for i, v in ipairs(list) do out[i] = v end end
+  return out
+end
+
+local function split_tokens(value, out)
+  for tok in value:gmatch("[^,]+") do
+    tok = tok:match("^%s*(.-)%s*$")
+    if tok ~= "" then out[#out + 1] = tok end
+  end
+  return out
+end
+
+function M.new(method, target, minor, flat, body, conn)
+  local headers, hv, list = setmetatable({}, HeadersMT), {}, {}
+  for i = 1, #flat, 2 do
+    local name, value = flat[i], flat[i + 1]
+    local lname = name:lower()
+    list[#list + 1] = { name, value }
+    local vs = hv[lname]
+    if vs then
+      vs[#vs + 1] = value
+      headers[lname] = headers[lname] .. (lname == "cookie" and "; " or ", ") .. value
+    else
+      hv[lname] = { value }
+      headers[lname] = value
+    end
+  end
+  local path, qs = target:match("^([^?#]*)%??([^#]*)")
+  local protocols = {}
+  for _, v in ipairs(hv["sec-websocket-protocol"] or {}) do split_tokens(v, protocols) end
+  local extensions = {}
+  for _, v in ipairs(hv["sec-websocket-extensions"] or {}) do split_tokens(v, extensions) end
+  local req = setmetatable({
+    method = method,
+    target = target,
+    path = path or target,
+    query_string = qs or "",
+    version = "1." .. minor,
+    headers = headers,
+    header_list = list,
+    protocols = protocols,
+    extensions = extensions,
+    body = body,
+    _hv = hv,
+    _keepalive = minor >= 1 and not (headers.connection or ""):lower():find("close", 1, true),
+  }, Request)
+  if conn then
+    local ip, port = conn:peer()
+    req.remote_addr, req.remote_port = ip, port
+  end
+  return req
+end
+
+--- Is `origin` (an Origin header value) allowed by `patterns`?  A pattern
+-- is an exact origin ("https://example.com", "http://localhost:8080"), a
+-- wildcard for subdomains ("https://*.example.com", which does not match
+-- example.com itself), a host pattern for any scheme ("*.example.com",
+-- "example.com"), or "*" for any origin.  Comparison ignores case.
+function M.origin_allowed(origin, patterns)
+  if type(patterns) ~= "table" then
+    error("uvws.origin_allowed: patterns must be a list", 2)
+  end
+  if type(origin) ~= "string" then return false end
+  origin = origin:lower()
+  local scheme, host = origin:match("^(%a[%w+.-]*)://([^/]+)$")
+  for _, p in ipairs(patterns) do
+    p = p:lower()
+    if p == "*" or p == origin then return true end
+    if host then
+      local ps, ph = p:match("^(%a[%w+.-]*)://(.+)$")
+      if not ps then ph = p end
+      if not ps or ps == scheme then
+        if ph == host then return true end
+        local suffix = ph:match("^%*(%..+)$")
+        if suffix and #host > #suffix and host:sub(-#suffix) == suffix then
+          return true
+        end
+      end
+    end
+  end
+  return false
+end
+
+return M
