@@ -123,8 +123,7 @@ static void consider(uint64_t *best, uint64_t t) {
   if (t && (!*best || t < *best)) *best = t;
 }
 
-/* Arms the connection's one timer for its earliest deadline. */ }
-
+/* Arms the connection's one timer for its earliest deadline. */
 static void arm_timer(io_conn_t *c) {
   if (c->phase == IO_CLOSING) return;
   const io_limits_t *lim = &c->server->limits;
@@ -144,6 +143,8 @@ static void arm_timer(io_conn_t *c) {
   uint64_t now = now_ms(c);
   uv_timer_start(&c->timer, on_timer, best > now ? best - now : 0, 0);
 }
+
+void io__conn_arm(io_conn_t *c) { arm_timer(c); }
 
 static void on_timer(uv_timer_t *t) {
   io_conn_t *c = t->data;

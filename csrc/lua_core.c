@@ -84,8 +84,18 @@ static lua_State *begin_event(io_loop_t *loop) {
   return L;
 }
 
+static int msgh(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
 static void end_event(lua_State *L, int nargs) {
-  if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);
+  int r = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  if (r != LUA_OK) {
     /* The dispatcher reports hook errors itself; this is a bug in it. */
     const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "uvws: internal error in dispatcher: %s\n",
@@ -148,7 +158,7 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   push_conn_obj(L, box);
   lua_pushlstring(L, (const char *)data, len);
   lua_pushboolean(L, opcode == WS_OP_BINARY);
-  end_event(L, 3);
+  end_event(L, 4);
 }
 
 static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
@@ -158,7 +168,7 @@ static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
   lua_pushinteger(L, EV_PONG);
   push_conn_obj(L, box);
   lua_pushlstring(L, (const char *)data, len);
-  end_event(L, 2);
+  end_event(L, 3);
 }
 
 static void on_drain(io_conn_t *c) {
@@ -167,7 +177,7 @@ static void on_drain(io_conn_t *c) {
   if (!box || !(L = begin_event(c->loop))) return;
   lua_pushinteger(L, EV_DRAIN);
   push_conn_obj(L, box);
-  end_event(L, 1);
+  end_event(L, 2);
 }
 
 static void on_closed(io_conn_t *c, int code, const char *reason,
@@ -181,7 +191,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
     push_conn_obj(L, box);
     lua_pushinteger(L, code);
     lua_pushlstring(L, reason, reason_len);
-    end_event(L, 3);
+    end_event(L, 4);
     L = ctx->L;
   }
   box->c = NULL;
@@ -194,7 +204,7 @@ static void on_timer(io_loop_t *loop) {
   lua_State *L = begin_event(loop);
   if (!L) return;
   lua_pushinteger(L, EV_TIMER);
-  end_event(L, 0);
+  end_event(L, 1);
 }
 
 /* ---- module functions ------------------------------------------------------ */
@@ -547,7 +557,8 @@ static const luaL_Reg funcs[] = {
 static void new_class(lua_State *L, const char *name, const luaL_Reg *meth,
                       lua_CFunction gc) {
   luaL_newmetatable(L, name);
-  luaL_newlib(L, meth);
+  lua_newtable(L);
+  luaL_setfuncs(L, meth, 0);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__gc");
