@@ -5,11 +5,13 @@
 #   make ctest      C unit tests only
 #   make spec       busted specs only
 #   make lint       luacheck
+#   make run        the echo server (PORT=9001)
 #   make DEBUG=1    -O0 -g3, assertions on
 #   make SAN=1      AddressSanitizer and UBSan (use with clang or gcc)
 
 LUA      ?= lua5.4
 BUSTED   ?= busted --lua=$(LUA)
+PORT     ?= 9001
 PKGCONF  ?= pkg-config
 LUA_CFLAGS  ?= $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 UV_CFLAGS   ?= $(shell $(PKGCONF) --cflags libuv 2>/dev/null)
@@ -41,7 +43,7 @@ BUILD    = build
 CORE_SO  = $(BUILD)/uvws/core.so
 CTESTS   = $(patsubst csrc/test/%.c,$(BUILD)/test/%,$(wildcard csrc/test/test_*.c))
 
-.PHONY: all test ctest spec lint clean install
+.PHONY: all test ctest spec lint clean run
 
 all: $(CORE_SO)
 
@@ -55,12 +57,18 @@ $(BUILD)/test/%: csrc/test/%.c $(CORE_SRC) $(HDRS) csrc/test/test.h
 	$(CC) $(ALL_CFLAGS) -Icsrc -o $@ $< $(CORE_SRC) $(SSL_LIBS) $(Z_LIBS) $(SANLD)
 
 ctest: $(CTESTS)
-	@set -e; for t in $(CTESTS); do ./$$t; done
+	@rc=0; for t in $(CTESTS); do ./$$t || rc=1; done; exit $$rc
 
 spec: $(CORE_SO)
 	$(BUSTED)
 
-test: ctest spec
+# Both suites run even when the first fails; the exit status reports both.
+test: $(CORE_SO) $(CTESTS)
+	@rc=0; $(MAKE) -s ctest || rc=1; $(BUSTED) || rc=1; exit $$rc
+
+run: $(CORE_SO)
+	LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;" \
+	  $(LUA) examples/echo_server.lua $(PORT)
 
 lint:
 	luacheck lua spec examples bin

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# uvws developer entry point: installs what is missing, builds, runs.
+#
+#   bash tools/dev.sh run [port]   build and run the main example
+#   bash tools/dev.sh test         build and run every test (make test)
+#   bash tools/dev.sh deps         only install the Debian packages
+#
+# Missing Debian packages are installed with apt-get when running as root;
+# otherwise the one command that installs them is printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
+      zlib1g-dev lua-busted lua-socket lua-check luarocks python3-websockets
+      curl openssl)
+
+deps() {
+  local missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "uvws: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "uvws: missing Debian packages; install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  run)
+    deps
+    make -s
+    export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;"
+    exec lua5.4 examples/echo_server.lua "${2:-9001}"
+    ;;
+  test)
+    deps
+    make -s test
+    ;;
+  *)
+    echo "usage: bash tools/dev.sh run [port] | test | deps" >&2
+    exit 2
+    ;;
+esac
