@@ -76,6 +76,13 @@ typedef struct io_callbacks {
    * on_request; `c` is freed after this returns. */
   void (*on_closed)(io_conn_t *c, int code, const char *reason,
                     size_t reason_len);
+  /* Client: the response head to our upgrade request arrived.  `result`
+   * is WS_HS_OK (the connection is now a WebSocket, with `protocol`
+   * selected, n == 0 for none) or a WS_HS_E* code, in which case the
+   * connection is closed next.  A proxy that refused the CONNECT gives
+   * result IO_EPROXY and its response. */
+  void (*on_response)(io_conn_t *c, const ws_http_response_t *res,
+                      int result, ws_slice_t protocol);
   /* A non-connection event: the scheduler timer fired. */
   void (*on_timer)(io_loop_t *loop);
 } io_callbacks_t;
@@ -111,7 +118,10 @@ struct io_server {
 
 /* Connection phases. */
 enum {
-  IO_HTTP_HEAD = 0,   /* reading a request head */
+  IO_CONNECTING = 0,  /* client: resolving and connecting */
+  IO_PROXY_HEAD,      /* client: reading the proxy's CONNECT answer */
+  IO_RESP_HEAD,       /* client: reading the upgrade response head */
+  IO_HTTP_HEAD,       /* reading a request head */
   IO_HTTP_BODY,       /* reading a Content-Length body */
   IO_HTTP_WAIT,       /* the head is with the layer above */
   IO_HTTP_CLOSE,      /* an HTTP answer is being flushed, then close */
@@ -124,7 +134,9 @@ struct io_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
   io_loop_t *loop;
-  io_server_t *server;
+  io_server_t *server;      /* NULL for a client connection */
+  const io_limits_t *lim;   /* the server's, or the client's own */
+  struct io_client *client; /* client state, or NULL */
   io_conn_t *next, *prev;   /* in loop->conns */
   io_conn_t *next_dirty;
   void *data;               /* for the layer above */
@@ -155,6 +167,7 @@ struct io_conn {
   uint8_t input_pending;    /* `in` holds bytes to process at the flush */
   char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */
   int close_code;
+  const char *errname;      /* libuv error name of a failure, static */
   uint8_t close_reason_len;
   char close_reason[123];
 };
@@ -186,6 +199,34 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
  * every connection are closed; the layer above must not use `s` after
  * this call. */
 void io_server_close(io_server_t *s, int code);
+
+/* A client connection to be made. */
+typedef struct io_client_opts {
+  const char *host;       /* name or address to resolve and connect to */
+  int port;
+  const char *host_header; /* the Host header value */
+  const char *target;     /* request target, e.g. "/chat?x=1" */
+  const char *protocols;  /* comma list offered, or NULL */
+  const char *extra;      /* extra request header lines, or NULL */
+  size_t extra_len;
+  const char *proxy_connect; /* a complete CONNECT request head to send
+                                first (the host/port are the proxy's) */
+  size_t proxy_connect_len;
+  const io_limits_t *limits; /* handshake_timeout covers DNS, connect,
+                                proxy and the upgrade */
+} io_client_opts_t;
+
+#define IO_EPROXY (-100)
+
+/* Starts a client connection.  Returns the connection (whose events then
+ * arrive through on_response and on_closed, even for a failure to
+ * resolve or connect), or NULL with *err set to a libuv error code. */
+io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
+                             int *err);
+
+/* The libuv error name of a failed connection (e.g. "ECONNREFUSED"), or
+ * NULL. */
+const char *io_conn_errname(const io_conn_t *c);
 
 /* Accepts an upgrade: writes the 101 (with the protocol and extra header
  * lines), switches to WebSocket and feeds any bytes already received.

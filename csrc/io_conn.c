@@ -24,7 +24,7 @@
 
 static uint64_t now_ms(io_conn_t *c) { return uv_now(c->loop->uv); }
 
-static void mark_dirty(io_conn_t *c) {
+void io__conn_mark_dirty(io_conn_t *c) {
   if (c->is_dirty || c->phase == IO_CLOSING) return;
   c->is_dirty = 1;
   c->next_dirty = c->loop->dirty;
@@ -42,8 +42,6 @@ static void set_close_info(io_conn_t *c, int code, const char *reason,
 
 /* ---- closing ----------------------------------------------------------- */
 
-static void on_close_done(uv_handle_t *h);
-
 static void on_timer_closed(uv_handle_t *h) {
   io_conn_t *c = h->data;
   io_loop_t *loop = c->loop;
@@ -56,6 +54,7 @@ static void on_timer_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next;
   else loop->conns = c->next;
   if (c->next) c->next->prev = c->prev;
+  io__client_free(c);
   ws_conn_free(&c->ws);
   ws_buf_free(&c->in);
   ws_buf_free(&c->wbuf);
@@ -66,7 +65,7 @@ static void on_timer_closed(uv_handle_t *h) {
   }
 }
 
-static void on_close_done(uv_handle_t *h) {
+void io__conn_closed(uv_handle_t *h) {
   io_conn_t *c = h->data;
   /* The timer is closed second, so both handles are done when its
    * callback runs. */
@@ -77,7 +76,11 @@ static void conn_close_now(io_conn_t *c) {
   if (c->phase == IO_CLOSING) return;
   c->phase = IO_CLOSING;
   uv_timer_stop(&c->timer);
-  uv_close((uv_handle_t *)&c->tcp, on_close_done);
+  io__client_cancel(c);
+  /* A client between two connect attempts has its handle closing
+   * already; that close callback finishes the job. */
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, io__conn_closed);
 }
 
 void io_conn_abort(io_conn_t *c, int code, const char *reason) {
@@ -106,7 +109,7 @@ static void arm_timer(io_conn_t *c);
 /* All output is written and the connection is to end: send FIN. */
 static void conn_finish(io_conn_t *c) {
   if (c->phase == IO_CLOSING || c->phase == IO_DRAIN) return;
-  uint64_t linger = c->server ? c->server->limits.close_timeout : 0;
+  uint64_t linger = c->lim->close_timeout;
   if (!linger || linger > LINGER_MS) linger = LINGER_MS;
   c->deadline_close = now_ms(c) + linger;
   c->phase = IO_DRAIN;
@@ -126,7 +129,7 @@ static void consider(uint64_t *best, uint64_t t) {
 /* Arms the connection's one timer for its earliest deadline. */
 static void arm_timer(io_conn_t *c) {
   if (c->phase == IO_CLOSING) return;
-  const io_limits_t *lim = &c->server->limits;
+  const io_limits_t *lim = c->lim;
   uint64_t best = 0;
   consider(&best, c->deadline_close);
   if (c->phase < IO_WS) consider(&best, c->deadline_http);
@@ -148,7 +151,7 @@ void io__conn_arm(io_conn_t *c) { arm_timer(c); }
 
 static void on_timer(uv_timer_t *t) {
   io_conn_t *c = t->data;
-  const io_limits_t *lim = &c->server->limits;
+  const io_limits_t *lim = c->lim;
   uint64_t now = now_ms(c);
   if (c->phase == IO_CLOSING) return;
   if (c->deadline_close && now >= c->deadline_close) {
@@ -156,6 +159,7 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   if (c->phase < IO_WS && c->deadline_http && now >= c->deadline_http) {
+    c->errname = "ETIMEDOUT";
     io_conn_abort(c, 1006, "handshake timeout");
     return;
   }
@@ -172,7 +176,7 @@ static void on_timer(uv_timer_t *t) {
       uint8_t payload[8];
       for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(now >> (8 * i));
       ws_conn_send(&c->ws, WS_OP_PING, payload, sizeof payload);
-      mark_dirty(c);
+      io__conn_mark_dirty(c);
       c->pong_deadline = lim->pong_timeout ? now + lim->pong_timeout : 0;
       c->next_ping = now + lim->ping_interval;
     }
@@ -192,13 +196,13 @@ static void http_error(io_conn_t *c, int status, const char *reason) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
-  mark_dirty(c);
+  io__conn_mark_dirty(c);
 }
 
 /* Parses what has arrived of a request.  `data` is either the shared read
  * buffer (when nothing was buffered before) or c->in. */
 static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
-  const io_limits_t *lim = &c->server->limits;
+  const io_limits_t *lim = c->lim;
   ws_header_t stack_headers[HEADERS_ON_STACK];
   ws_header_t *headers = stack_headers;
   size_t max_headers = lim->max_headers ? lim->max_headers : 100;
@@ -313,7 +317,7 @@ static void http_release(io_conn_t *c) {
 int io_conn_write(io_conn_t *c, const void *data, size_t len) {
   if (!c || c->phase >= IO_DRAIN) return -1;
   if (ws_buf_append(&c->ws.out, data, len, 0) != 0) return -1;
-  mark_dirty(c);
+  io__conn_mark_dirty(c);
   return 0;
 }
 
@@ -322,15 +326,15 @@ void io_conn_http_done(io_conn_t *c, int keepalive) {
   http_release(c);
   if (keepalive && c->keepalive) {
     c->phase = IO_HTTP_HEAD;
-    c->deadline_http = now_ms(c) + c->server->limits.handshake_timeout;
-    if (!c->server->limits.handshake_timeout) c->deadline_http = 0;
+    c->deadline_http = now_ms(c) + c->lim->handshake_timeout;
+    if (!c->lim->handshake_timeout) c->deadline_http = 0;
     arm_timer(c);
     c->input_pending = 1; /* a pipelined request, or start reading */
   } else {
     c->phase = IO_HTTP_CLOSE;
     c->close_after_flush = 1;
   }
-  mark_dirty(c);
+  io__conn_mark_dirty(c);
 }
 
 /* ---- WebSocket ------------------------------------------------------------ */
@@ -345,7 +349,7 @@ void io__on_ws_event(void *ud, const ws_event_t *ev) {
       loop->cb.on_message(c, ev->opcode, ev->data, ev->len);
     break;
   case WS_EV_PING:
-    mark_dirty(c);
+    io__conn_mark_dirty(c);
     break;
   case WS_EV_PONG:
     c->pong_deadline = 0;
@@ -354,18 +358,19 @@ void io__on_ws_event(void *ud, const ws_event_t *ev) {
     break;
   case WS_EV_CLOSE:
     set_close_info(c, ev->code, (const char *)ev->data, ev->len);
-    mark_dirty(c);
+    io__conn_mark_dirty(c);
     if (c->ws.role == WS_ROLE_SERVER) {
       c->close_after_flush = 1;
-    } else if (c->server) {
-      c->deadline_close = now_ms(c) + c->server->limits.close_timeout;
+    } else if (c->lim->close_timeout) {
+      /* A client waits for the server to close the TCP connection. */
+      c->deadline_close = now_ms(c) + c->lim->close_timeout;
       arm_timer(c);
     }
     break;
   case WS_EV_FAIL:
     set_close_info(c, ev->code, ev->reason, strlen(ev->reason));
     c->close_after_flush = 1;
-    mark_dirty(c);
+    io__conn_mark_dirty(c);
     break;
   default:
     break;
@@ -383,7 +388,7 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
   if (ws_handshake_write_101(&c->ws.out, key, protocol, extra, extra_len))
     return -1;
   http_release(c);
-  const io_limits_t *lim = &c->server->limits;
+  const io_limits_t *lim = c->lim;
   c->phase = IO_WS;
   c->ws.max_message_size = lim->max_message_size;
   c->ws.max_frame_size = lim->max_frame_size;
@@ -394,14 +399,14 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
   c->deadline_http = 0;
   arm_timer(c);
   c->input_pending = 1;
-  mark_dirty(c);
+  io__conn_mark_dirty(c);
   return 0;
 }
 
 int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
   int r = ws_conn_send(&c->ws, opcode, data, len);
-  if (r == WS_CONN_OK) mark_dirty(c);
+  if (r == WS_CONN_OK) io__conn_mark_dirty(c);
   return r;
 }
 
@@ -409,11 +414,11 @@ int io_conn_close(io_conn_t *c, int code, const char *reason, size_t len) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
   int r = ws_conn_close(&c->ws, code, reason, len);
   if (r != WS_CONN_OK) return r;
-  mark_dirty(c);
+  io__conn_mark_dirty(c);
   if (WS_CONN_DONE(&c->ws)) {
     c->close_after_flush = 1;
   } else {
-    uint64_t t = c->server->limits.close_timeout;
+    uint64_t t = c->lim->close_timeout;
     c->deadline_close = t ? now_ms(c) + t : 0;
     arm_timer(c);
   }
@@ -431,6 +436,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void process(io_conn_t *c, uint8_t *data, size_t n) {
   switch (c->phase) {
+  case IO_PROXY_HEAD:
+  case IO_RESP_HEAD:
+    io__client_input(c, data, n);
+    break;
   case IO_HTTP_HEAD:
     http_input(c, data, n);
     break;
@@ -466,14 +475,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->last_recv = now_ms(c);
-  if (c->phase == IO_HTTP_HEAD && WS_BUF_SIZE(&c->in) > 0) {
+  if (c->phase <= IO_HTTP_HEAD && WS_BUF_SIZE(&c->in) > 0) {
     /* Append to the partial head and parse the whole of it. */
-    size_t lim = c->server->limits.max_head_size + 1;
+    size_t lim = c->lim->max_head_size + 1;
     if (ws_buf_append(&c->in, buf->base, (size_t)nread, lim) != 0) {
-      http_error(c, 431, "request head too large");
+      if (c->client) {
+        c->errname = "EHANDSHAKE";
+        io_conn_abort(c, 1006, "response head too large");
+      } else {
+        http_error(c, 431, "request head too large");
+      }
       return;
     }
-    http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+    if (c->client) io__client_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+    else http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
     return;
   }
   process(c, (uint8_t *)buf->base, (size_t)nread);
@@ -481,6 +496,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 void io__conn_start(io_conn_t *c) {
   if (c->reading || c->paused || c->phase == IO_CLOSING ||
+      c->phase == IO_CONNECTING ||
       c->phase == IO_HTTP_WAIT || c->phase == IO_HTTP_CLOSE)
     return;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -495,7 +511,7 @@ void io_conn_pause(io_conn_t *c, int paused) {
     c->reading = 0;
   } else if (!paused) {
     if (WS_BUF_SIZE(&c->in)) c->input_pending = 1;
-    mark_dirty(c);
+    io__conn_mark_dirty(c);
   }
 }
 
@@ -528,6 +544,9 @@ void io__conn_flush(io_conn_t *c) {
       if (c->phase == IO_HTTP_HEAD) {
         c->in = pending;
         http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
+      } else if (c->phase == IO_RESP_HEAD || c->phase == IO_PROXY_HEAD) {
+        c->in = pending;
+        io__client_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
       } else {
         process(c, WS_BUF_PTR(&pending), WS_BUF_SIZE(&pending));
         ws_buf_free(&pending);

@@ -20,4 +20,15 @@ void io__on_ws_event(void *ud, const ws_event_t *ev);
 /* Frees a closed server once its listener and connections are gone. */
 void io__server_free_if_done(io_server_t *s);
 
+/* Queues the connection for the next flush. */
+void io__conn_mark_dirty(io_conn_t *c);
+/* The TCP handle's close callback (frees the connection). */
+void io__conn_closed(uv_handle_t *h);
+/* Client: parses the proxy's answer or the upgrade response. */
+void io__client_input(io_conn_t *c, const uint8_t *data, size_t n);
+/* Client: frees the client state. */
+void io__client_free(io_conn_t *c);
+/* Client: cancels a pending resolution. */
+void io__client_cancel(io_conn_t *c);
+
 #endif

@@ -32,6 +32,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->loop = loop;
   c->server = s;
+  c->lim = &s->limits;
   uv_timer_init(loop->uv, &c->timer);
   c->timer.data = c;
   ws_conn_init(&c->ws, WS_ROLE_SERVER, io__on_ws_event, c);

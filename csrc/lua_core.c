@@ -31,7 +31,8 @@ enum {
   EV_PONG = 3,    /* obj, data */
   EV_CLOSED = 4,  /* obj, code, reason */
   EV_TIMER = 5,   /* */
-  EV_DRAIN = 6    /* obj */
+  EV_DRAIN = 6,   /* obj */
+  EV_RESPONSE = 7 /* obj, status, headers, error name or nil, protocol */
 };
 
 typedef struct l_ctx {
@@ -104,6 +105,8 @@ static void end_event(lua_State *L, int nargs) {
   }
 }
 
+static void push_headers(lua_State *L, const ws_header_t *h, size_t n);
+
 /* Pushes the Lua object bound to a connection (or its userdata). */
 static void push_conn_obj(lua_State *L, l_conn_t *box) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
@@ -134,14 +137,7 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   lua_pushlstring(L, r->req.method.p, r->req.method.n);
   lua_pushlstring(L, r->req.target.p, r->req.target.n);
   lua_pushinteger(L, r->req.minor_version);
-  lua_createtable(L, (int)r->req.num_headers * 2, 0);
-  for (size_t i = 0; i < r->req.num_headers; i++) {
-    const ws_header_t *h = &r->req.headers[i];
-    lua_pushlstring(L, h->name.p, h->name.n);
-    lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
-    lua_pushlstring(L, h->value.p, h->value.n);
-    lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
-  }
+  push_headers(L, r->req.headers, r->req.num_headers);
   if (r->body) lua_pushlstring(L, (const char *)r->body, r->body_len);
   else lua_pushnil(L);
   lua_pushboolean(L, r->hs.is_upgrade);
@@ -191,13 +187,43 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
     push_conn_obj(L, box);
     lua_pushinteger(L, code);
     lua_pushlstring(L, reason, reason_len);
-    end_event(L, 4);
+    const char *errname = io_conn_errname(c);
+    if (errname) lua_pushstring(L, errname);
+    else lua_pushnil(L);
+    end_event(L, 5);
     L = ctx->L;
   }
   box->c = NULL;
   c->data = NULL;
   if (L) luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
   box->ref = LUA_NOREF;
+}
+
+static void push_headers(lua_State *L, const ws_header_t *h, size_t n) {
+  lua_createtable(L, (int)n * 2, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushlstring(L, h[i].name.p, h[i].name.n);
+    lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
+    lua_pushlstring(L, h[i].value.p, h[i].value.n);
+    lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
+  }
+}
+
+static void on_response(io_conn_t *c, const ws_http_response_t *res,
+                        int result, ws_slice_t protocol) {
+  l_conn_t *box = c->data;
+  lua_State *L;
+  if (!box || !(L = begin_event(c->loop))) return;
+  lua_pushinteger(L, EV_RESPONSE);
+  push_conn_obj(L, box);
+  lua_pushinteger(L, res->status);
+  push_headers(L, res->headers, res->num_headers);
+  if (result == WS_HS_OK) lua_pushnil(L);
+  else if (result == IO_EPROXY) lua_pushliteral(L, "EPROXY");
+  else lua_pushstring(L, ws_handshake_errname(result));
+  if (protocol.n) lua_pushlstring(L, protocol.p, protocol.n);
+  else lua_pushnil(L);
+  end_event(L, 6);
 }
 
 static void on_timer(io_loop_t *loop) {
@@ -286,6 +312,68 @@ static size_t opt_size(lua_State *L, int t, const char *k) {
   return v > 0 ? (size_t)v : 0;
 }
 
+static void read_limits(lua_State *L, int t, io_limits_t *lim) {
+  lim->max_message_size = opt_size(L, t, "max_message_size");
+  lim->max_frame_size = opt_size(L, t, "max_frame_size");
+  lim->max_head_size = opt_size(L, t, "max_head_size");
+  lim->max_headers = opt_size(L, t, "max_headers");
+  lim->max_body_size = opt_size(L, t, "max_body_size");
+  lim->handshake_timeout = opt_ms(L, t, "handshake_timeout");
+  lim->close_timeout = opt_ms(L, t, "close_timeout");
+  lim->idle_timeout = opt_ms(L, t, "idle_timeout");
+  lim->ping_interval = opt_ms(L, t, "ping_interval");
+  lim->pong_timeout = opt_ms(L, t, "pong_timeout");
+  if (!lim->max_head_size) lim->max_head_size = WS_HTTP_MAX_HEAD;
+  if (!lim->max_headers) lim->max_headers = WS_HTTP_MAX_HEADERS;
+}
+
+static const char *opt_str(lua_State *L, int t, const char *k, size_t *n) {
+  lua_getfield(L, t, k);
+  const char *s = lua_tolstring(L, -1, n);
+  lua_pop(L, 1); /* the string stays referenced by the table */
+  return s;
+}
+
+/* connect{host, port, host_header, target, protocols, headers, proxy_connect,
+ * limits} -> conn */
+static int l_connect(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  io_client_opts_t o;
+  io_limits_t lim;
+  memset(&o, 0, sizeof o);
+  o.host = opt_str(L, 1, "host", NULL);
+  o.host_header = opt_str(L, 1, "host_header", NULL);
+  o.target = opt_str(L, 1, "target", NULL);
+  o.protocols = opt_str(L, 1, "protocols", NULL);
+  o.extra = opt_str(L, 1, "headers", &o.extra_len);
+  o.proxy_connect = opt_str(L, 1, "proxy_connect", &o.proxy_connect_len);
+  lua_getfield(L, 1, "port");
+  o.port = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (!o.host || !o.host_header || !o.target)
+    return luaL_error(L, "uvws.core.connect: host, host_header and target "
+                         "are required");
+  lua_getfield(L, 1, "limits");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  read_limits(L, lua_gettop(L), &lim);
+  lua_pop(L, 1);
+  o.limits = &lim;
+
+  l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
+  box->c = NULL;
+  box->ref = LUA_NOREF;
+  luaL_setmetatable(L, CONN_MT);
+  int err = 0;
+  io_conn_t *c = io_client_connect(ctx->loop, &o, &err);
+  if (!c) return uv_fail(L, err);
+  lua_pushvalue(L, -1);
+  box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box->c = c;
+  c->data = box;
+  return 1;
+}
+
 /* listen(host, port, backlog, limits, want_requests) -> server */
 static int l_listen(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
@@ -294,18 +382,7 @@ static int l_listen(lua_State *L) {
   int backlog = (int)luaL_optinteger(L, 3, 511);
   luaL_checktype(L, 4, LUA_TTABLE);
   io_limits_t lim;
-  lim.max_message_size = opt_size(L, 4, "max_message_size");
-  lim.max_frame_size = opt_size(L, 4, "max_frame_size");
-  lim.max_head_size = opt_size(L, 4, "max_head_size");
-  lim.max_headers = opt_size(L, 4, "max_headers");
-  lim.max_body_size = opt_size(L, 4, "max_body_size");
-  lim.handshake_timeout = opt_ms(L, 4, "handshake_timeout");
-  lim.close_timeout = opt_ms(L, 4, "close_timeout");
-  lim.idle_timeout = opt_ms(L, 4, "idle_timeout");
-  lim.ping_interval = opt_ms(L, 4, "ping_interval");
-  lim.pong_timeout = opt_ms(L, 4, "pong_timeout");
-  if (!lim.max_head_size) lim.max_head_size = WS_HTTP_MAX_HEAD;
-  if (!lim.max_headers) lim.max_headers = WS_HTTP_MAX_HEADERS;
+  read_limits(L, 4, &lim);
   if (port < 0 || port > 65535) return luaL_argerror(L, 2, "invalid port");
 
   l_server_t *box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -542,6 +619,7 @@ static const luaL_Reg conn_meth[] = {
 static const luaL_Reg funcs[] = {
   {"set_dispatch", l_set_dispatch},
   {"listen", l_listen},
+  {"connect", l_connect},
   {"run", l_run},
   {"run_once", l_run_once},
   {"step", l_step},
@@ -581,7 +659,7 @@ int luaopen_uvws_core(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     io_callbacks_t cb = {on_request, on_message, on_pong, on_drain,
-                         on_closed, on_timer};
+                         on_closed, on_response, on_timer};
     ctx->loop = io_loop_new(NULL, &cb);
     if (!ctx->loop) return luaL_error(L, "uvws: cannot create the loop");
     ctx->loop->data = ctx;
@@ -604,5 +682,7 @@ int luaopen_uvws_core(lua_State *L) {
   lua_setfield(L, -2, "EV_TIMER");
   lua_pushinteger(L, EV_DRAIN);
   lua_setfield(L, -2, "EV_DRAIN");
+  lua_pushinteger(L, EV_RESPONSE);
+  lua_setfield(L, -2, "EV_RESPONSE");
   return 1;
 }

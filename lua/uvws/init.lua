@@ -13,6 +13,7 @@
 local core = require "uvws.core"
 local sched = require "uvws.sched"
 local request = require "uvws.request"
+local urlmod = require "uvws.url"
 
 local M = { _VERSION = "uvws scm" }
 
@@ -21,9 +22,9 @@ M.sleep = sched.sleep
 M.now = sched.now
 M.origin_allowed = request.origin_allowed
 
-local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN =
+local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE =
   core.EV_REQUEST, core.EV_MESSAGE, core.EV_PONG, core.EV_CLOSED,
-  core.EV_TIMER, core.EV_DRAIN
+  core.EV_TIMER, core.EV_DRAIN, core.EV_RESPONSE
 
 -- Default limits, named the same for servers and clients.  Sizes are
 -- bytes, times seconds; false or 0 disables.
@@ -242,6 +243,8 @@ end
 
 -- Event handlers for a websocket --------------------------------------------
 
+local ws_on_response
+
 local function ws_on_message(ws, data, binary)
   local kind = binary and "binary" or "text"
   local co = ws._waiter
@@ -266,7 +269,7 @@ local function ws_on_pong(ws, data)
     if pings[i][1] == data then
       -- A pong answers its ping and every earlier one (RFC 6455 §5.5.3).
       local now = core.hrtime()
-      for j = 1, i do
+      for _ = 1, i do
         local e = table.remove(pings, 1)
         sched.wake(e[2], now - e[3])
       end
@@ -275,8 +278,16 @@ local function ws_on_pong(ws, data)
   end
 end
 
-local function ws_on_closed(ws, code, reason)
+local function ws_on_closed(ws, code, reason, errname)
   ws.closed = true
+  local connecting = ws._connecting
+  if connecting then
+    -- The connection failed before the upgrade completed.
+    ws._connecting = nil
+    local msg = reason ~= "" and reason or "connection closed during the handshake"
+    sched.wake(connecting, nil, msg, errname or "closed")
+    return
+  end
   ws.close_code = ws.close_code or code
   ws.close_reason = ws.close_reason or reason
   local co = ws._waiter
@@ -303,15 +314,6 @@ end
 local Server = {}
 Server.__index = Server
 Server.__name = "uvws.server"
-
-local servers = {}        -- open servers, kept alive until closed
-
-local function report(srv, err, co, what)
-  local trace = debug.traceback(co, tostring(err))
-  if what then trace = what .. ": " .. trace end
-  local ok, e = pcall(srv.on_error, err, trace)
-  if not ok then default_on_error(e) end
-end
 
 local function http_date()
   return os.date("!%a, %d %b %Y %H:%M:%S GMT")
@@ -552,7 +554,9 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
   elseif ev == EV_REQUEST then
     on_request(obj, a, b, c, d, e, f, g)
   elseif ev == EV_CLOSED then
-    if getmetatable(obj) == WS then ws_on_closed(obj, a, b) end
+    if getmetatable(obj) == WS then ws_on_closed(obj, a, b, c) end
+  elseif ev == EV_RESPONSE then
+    if getmetatable(obj) == WS then ws_on_response(obj, a, b, c, d) end
   elseif ev == EV_PONG then
     if getmetatable(obj) == WS then ws_on_pong(obj, a) end
   elseif ev == EV_DRAIN then
@@ -596,6 +600,149 @@ local function limits_table(o)
   return t
 end
 
+------------------------------------------------------------------------------
+-- Client
+------------------------------------------------------------------------------
+
+local HANDSHAKE_ERRORS = {
+  ESTATUS = "the server answered with status %d instead of 101 Switching Protocols",
+  EUPGRADE = "the 101 response lacks Upgrade: websocket",
+  ECONNECTION = "the 101 response lacks Connection: Upgrade",
+  EACCEPT = "the 101 response has a wrong Sec-WebSocket-Accept",
+  EPROTOCOL = "the server selected a subprotocol that was not offered",
+  EEXTENSION = "the server selected an extension that was not offered",
+  EPROXY = "the proxy refused the CONNECT request with status %d",
+}
+
+local function response_table(status, flat)
+  local r = request.new("GET", "/", 1, flat, nil, nil)
+  return { status = status, headers = r.headers, header_list = r.header_list }
+end
+
+function ws_on_response(ws, status, flat, errname, protocol)
+  ws.response = response_table(status, flat)
+  local co = ws._connecting
+  if not errname then
+    ws.protocol = protocol
+    ws._connecting = nil
+    if co then sched.wake(co, ws) end
+    return
+  end
+  -- The connection is closed next; report the handshake failure then.
+  ws._connecting = nil
+  if co then
+    local fmt = HANDSHAKE_ERRORS[errname] or ("handshake failed: " .. errname)
+    sched.wake(co, nil, fmt:format(status), errname, ws.response)
+  end
+end
+
+local function client_headers(opts)
+  local h = {}
+  if opts.origin then h[#h + 1] = { "Origin", opts.origin } end
+  if opts.headers then
+    if opts.headers[1] ~= nil then
+      for _, pair in ipairs(opts.headers) do h[#h + 1] = pair end
+    else
+      local names = {}
+      for k in pairs(opts.headers) do names[#names + 1] = k end
+      table.sort(names)
+      for _, k in ipairs(names) do h[#h + 1] = { k, opts.headers[k] } end
+    end
+  end
+  return header_lines(h, "uvws.connect", {
+    ["host"] = true, ["upgrade"] = true, ["connection"] = true,
+    ["sec-websocket-key"] = true, ["sec-websocket-version"] = true,
+    ["sec-websocket-protocol"] = true })
+end
+
+local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+local function connect_once(u, o, opts)
+  local protocols = opts.protocols and table.concat(opts.protocols, ", ") or nil
+  local extra = client_headers(opts)
+  local cargs = {
+    host = u.host, port = u.port, host_header = u.host_header,
+    target = u.target, protocols = protocols,
+    headers = extra ~= "" and extra or nil, limits = limits_table(o),
+  }
+  local proxy = urlmod.proxy_for(u, opts.proxy)
+  if proxy then
+    local p, perr = urlmod.parse(proxy:match("^%a[%w+.-]*://") and proxy or "http://" .. proxy)
+    if not p then return nil, "invalid proxy URL: " .. perr, "EINVAL" end
+    local authority = (u.host:find(":", 1, true) and "[" .. u.host .. "]" or u.host) .. ":" .. u.port
+    local auth = ""
+    if p.userinfo then
+      auth = "Proxy-Authorization: Basic " .. urlmod.base64(request.unescape(p.userinfo)) .. "\r\n"
+    end
+    cargs.host, cargs.port = p.host, p.port
+    cargs.proxy_connect = "CONNECT " .. authority .. " HTTP/1.1\r\nHost: " .. authority ..
+      "\r\n" .. auth .. "\r\n"
+  end
+  local conn, err, name = core.connect(cargs)
+  if not conn then return nil, err, name end
+  local ws = new_ws(conn, o)
+  ws.url = u
+  local co = sched.current("uvws.connect")
+  ws._connecting = co
+  local r1, r2, r3, r4 = sched.wait(nil)
+  return r1, r2, r3, r4
+end
+
+--- Opens a WebSocket connection (inside a coroutine).
+-- @param url "ws://host[:port]/path?query"
+-- @param opts protocols, headers, origin, timeout, follow_redirects,
+--   proxy, and the limits
+-- @return ws  or  nil, message, name [, response]
+function M.connect(url, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("uvws.connect: options must be a table", 2) end
+  if opts.protocols ~= nil and type(opts.protocols) ~= "table" then
+    error("uvws.connect: protocols must be a list of strings", 2)
+  end
+  for _, p in ipairs(opts.protocols or {}) do
+    if type(p) ~= "string" or not p:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+      error("uvws.connect: invalid subprotocol " .. tostring(p), 2)
+    end
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error("uvws.connect: headers must be a table", 2)
+  end
+  sched.current("uvws.connect")
+  local o = merge_opts(opts)
+  if opts.timeout ~= nil then o.handshake_timeout = opts.timeout end
+  local hops = opts.follow_redirects
+  if hops == true then hops = 5 end
+  hops = tonumber(hops) or 0
+  local visited = 0
+  while true do
+    local u, perr = urlmod.parse(url)
+    if not u then return nil, perr, "EINVAL" end
+    if u.scheme ~= "ws" and u.scheme ~= "wss" then
+      return nil, "not a WebSocket URL: " .. url, "EINVAL"
+    end
+    if u.scheme == "wss" then
+      return nil, "wss:// needs TLS, which this build does not support yet", "ENOTSUP"
+    end
+    local ws, err, name, resp = connect_once(u, o, opts)
+    if ws then return ws end
+    if name == "ESTATUS" and resp and REDIRECTS[resp.status] and resp.headers.location then
+      if visited >= hops then
+        if hops == 0 then return nil, err, name, resp end
+        return nil, "too many redirects (last to " .. resp.headers.location .. ")", "EREDIRECT", resp
+      end
+      visited = visited + 1
+      local nexturl = urlmod.resolve(u, resp.headers.location)
+      local nu = urlmod.parse(nexturl)
+      if nu and u.secure and not nu.secure then
+        return nil, "refusing a redirect from wss:// to ws:// (" .. nexturl .. ")", "EREDIRECT", resp
+      end
+      url = nexturl
+    else
+      return nil, err, name, resp
+    end
+  end
+end
+
 --- Starts a server.  See README for the options.
 -- @return server  or  nil, message, name
 function M.listen(opts)
@@ -627,8 +774,7 @@ function M.listen(opts)
     origins = opts.origins,
     _conns = {},
   }, Server)
-  cs:bind(srv)
-  servers[srv] = true
+  cs:bind(srv)   -- the C server keeps srv alive until it is closed
   return srv
 end
 
@@ -643,7 +789,6 @@ end
 function Server:close(code)
   if self._closing then return end
   self._closing = true
-  servers[self] = nil
   self._c:close(code or 1001)
 end
 
