@@ -224,6 +224,21 @@ typedef struct io_client_opts {
 io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
                              int *err);
 
+/* What a client connection sent and received, for inspection.  Times are
+ * seconds, -1 when the step did not happen. */
+typedef struct io_client_info {
+  const char *request;      /* the upgrade request head as sent */
+  size_t request_len;
+  const char *response;     /* the response head as received, or NULL */
+  size_t response_len;
+  const char *key;          /* Sec-WebSocket-Key sent */
+  double dns_s, connect_s, handshake_s;
+} io_client_info_t;
+
+/* Fills *info for a client connection; returns 0, or -1 for a server
+ * connection. */
+int io_client_info(const io_conn_t *c, io_client_info_t *info);
+
 /* The libuv error name of a failed connection (e.g. "ECONNREFUSED"), or
  * NULL. */
 const char *io_conn_errname(const io_conn_t *c);

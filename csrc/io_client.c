@@ -21,6 +21,9 @@ typedef struct io_client {
   ws_buf_t proxy;        /* the CONNECT request, or empty */
   char key[WS_KEY_LEN + 1];
   int last_err;
+  uint64_t t_start, t_resolved, t_connected, t_response; /* uv_hrtime */
+  char *response_head;   /* a copy of the raw response head */
+  size_t response_len;
   uint8_t resolving;
   uint8_t connecting;
 } io_client_t;
@@ -30,6 +33,7 @@ static void client_free(io_client_t *cl) {
   if (cl->ai_head) uv_freeaddrinfo(cl->ai_head);
   free(cl->host);
   free(cl->protocols);
+  free(cl->response_head);
   ws_buf_free(&cl->request);
   ws_buf_free(&cl->proxy);
   free(cl);
@@ -83,6 +87,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  cl->t_connected = uv_hrtime();
   if (WS_BUF_SIZE(&cl->proxy)) {
     c->phase = IO_PROXY_HEAD;
     io_conn_write(c, WS_BUF_PTR(&cl->proxy), WS_BUF_SIZE(&cl->proxy));
@@ -131,6 +136,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     return;
   }
   cl->ai_head = cl->ai_next = res;
+  cl->t_resolved = uv_hrtime();
   try_next(c);
 }
 
@@ -186,6 +192,7 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   hints.ai_flags = AI_ADDRCONFIG;
   snprintf(port, sizeof port, "%d", o->port);
   cl->gai.data = c;
+  cl->t_start = uv_hrtime();
   int r = uv_getaddrinfo(loop->uv, &cl->gai, on_resolved, cl->host, port,
                          &hints);
   if (r) {
@@ -247,6 +254,13 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
     io_conn_write(c, WS_BUF_PTR(&cl->request), WS_BUF_SIZE(&cl->request));
     return;
   }
+  cl->t_response = uv_hrtime();
+  free(cl->response_head);
+  cl->response_head = malloc((size_t)len);
+  if (cl->response_head) {
+    memcpy(cl->response_head, data, (size_t)len);
+    cl->response_len = (size_t)len;
+  }
   int result = ws_handshake_check_response(&res, cl->key, cl->protocols, 0,
                                            &proto);
   if (result == WS_HS_OK) {
@@ -287,4 +301,20 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
   io__conn_arm(c);
   if (WS_BUF_SIZE(&c->in)) c->input_pending = 1;
   io__conn_mark_dirty(c);
+}
+
+int io_client_info(const io_conn_t *c, io_client_info_t *info) {
+  const io_client_t *cl = c ? c->client : NULL;
+  if (!cl) return -1;
+  info->request = (const char *)WS_BUF_PTR(&cl->request);
+  info->request_len = WS_BUF_SIZE(&cl->request);
+  info->response = cl->response_head;
+  info->response_len = cl->response_head ? cl->response_len : 0;
+  info->key = cl->key;
+  info->dns_s = cl->t_resolved ? (double)(cl->t_resolved - cl->t_start) / 1e9 : -1;
+  info->connect_s = cl->t_connected && cl->t_resolved
+                        ? (double)(cl->t_connected - cl->t_resolved) / 1e9 : -1;
+  info->handshake_s = cl->t_response && cl->t_connected
+                          ? (double)(cl->t_response - cl->t_connected) / 1e9 : -1;
+  return 0;
 }

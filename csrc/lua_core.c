@@ -562,6 +562,36 @@ static int l_conn_peer(lua_State *L) {
   return 2;
 }
 
+/* client_info() -> {request=, response=, key=, dns=, connect=, handshake=} */
+static int l_conn_client_info(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  io_client_info_t info;
+  if (!box->c || io_client_info(box->c, &info) != 0)
+    return fail(L, "not an open client connection", "EINVAL");
+  lua_createtable(L, 0, 6);
+  lua_pushlstring(L, info.request, info.request_len);
+  lua_setfield(L, -2, "request");
+  if (info.response) {
+    lua_pushlstring(L, info.response, info.response_len);
+    lua_setfield(L, -2, "response");
+  }
+  lua_pushstring(L, info.key);
+  lua_setfield(L, -2, "key");
+  if (info.dns_s >= 0) {
+    lua_pushnumber(L, info.dns_s);
+    lua_setfield(L, -2, "dns");
+  }
+  if (info.connect_s >= 0) {
+    lua_pushnumber(L, info.connect_s);
+    lua_setfield(L, -2, "connect");
+  }
+  if (info.handshake_s >= 0) {
+    lua_pushnumber(L, info.handshake_s);
+    lua_setfield(L, -2, "handshake");
+  }
+  return 1;
+}
+
 static int l_conn_is_open(lua_State *L) {
   lua_pushboolean(L, check_conn(L)->c != NULL);
   return 1;
@@ -613,6 +643,7 @@ static const luaL_Reg conn_meth[] = {
   {"buffered", l_conn_buffered},
   {"peer", l_conn_peer},
   {"is_open", l_conn_is_open},
+  {"client_info", l_conn_client_info},
   {NULL, NULL}
 };
 

@@ -620,7 +620,14 @@ local function response_table(status, flat)
 end
 
 function ws_on_response(ws, status, flat, errname, protocol)
-  ws.response = response_table(status, flat)
+  local resp = response_table(status, flat)
+  local info = ws._c:client_info()
+  if info then
+    -- Raw heads and timings, for uvws inspect and for debugging.
+    resp.raw, resp.request_raw, resp.key = info.response, info.request, info.key
+    resp.timings = { dns = info.dns, connect = info.connect, handshake = info.handshake }
+  end
+  ws.response = resp
   local co = ws._connecting
   if not errname then
     ws.protocol = protocol
