@@ -23,6 +23,7 @@
 #include "ws_conn.h"
 #include "ws_handshake.h"
 #include "ws_http.h"
+#include "io_tls.h"
 
 #define IO_READ_BUF_SIZE 65536
 
@@ -93,6 +94,7 @@ struct io_loop {
   void *data;               /* for the layer above */
   io_callbacks_t cb;
   char *rbuf;               /* the shared read buffer */
+  char *tbuf;               /* the shared TLS plaintext buffer (lazy) */
   int rbuf_busy;            /* rbuf is lent to a read in progress */
   io_conn_t *dirty;         /* connections with bytes to flush */
   io_conn_t *conns;         /* every connection on this loop */
@@ -108,6 +110,7 @@ struct io_server {
   io_loop_t *loop;
   io_limits_t limits;
   int want_requests;        /* hand plain requests up (else 426) */
+  io_tls_ctx_t *tls;        /* TLS context (a reference), or NULL */
   int port;
   int closed;               /* io_server_close was called */
   int listener_closed;      /* the listener's close callback ran */
@@ -137,6 +140,7 @@ struct io_conn {
   io_server_t *server;      /* NULL for a client connection */
   const io_limits_t *lim;   /* the server's, or the client's own */
   struct io_client *client; /* client state, or NULL */
+  io_tls_t *tls;            /* TLS state, or NULL */
   io_conn_t *next, *prev;   /* in loop->conns */
   io_conn_t *next_dirty;
   void *data;               /* for the layer above */
@@ -191,7 +195,7 @@ void io_loop_flush(io_loop_t *loop);
  * Returns it, or NULL with *err set to a libuv error code. */
 io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
                               int backlog, const io_limits_t *limits,
-                              int *err);
+                              io_tls_ctx_t *tls, int *err);
 
 /* Stops listening and starts the close handshake on every connection with
  * `code` (e.g. 1001 going away); each one then ends by the usual rules
@@ -213,7 +217,9 @@ typedef struct io_client_opts {
                                 first (the host/port are the proxy's) */
   size_t proxy_connect_len;
   const io_limits_t *limits; /* handshake_timeout covers DNS, connect,
-                                proxy and the upgrade */
+                                proxy, TLS and the upgrade */
+  io_tls_ctx_t *tls;      /* wss: a client TLS context, or NULL */
+  const char *servername; /* the name to verify and send as SNI */
 } io_client_opts_t;
 
 #define IO_EPROXY (-100)

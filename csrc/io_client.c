@@ -17,6 +17,8 @@ typedef struct io_client {
   struct addrinfo *ai_head, *ai_next;
   char *host;
   char *protocols;
+  char *servername;
+  io_tls_ctx_t *tls;
   ws_buf_t request;      /* the upgrade request, sent after any CONNECT */
   ws_buf_t proxy;        /* the CONNECT request, or empty */
   char key[WS_KEY_LEN + 1];
@@ -33,6 +35,8 @@ static void client_free(io_client_t *cl) {
   if (cl->ai_head) uv_freeaddrinfo(cl->ai_head);
   free(cl->host);
   free(cl->protocols);
+  free(cl->servername);
+  io_tls_ctx_unref(cl->tls);
   free(cl->response_head);
   ws_buf_free(&cl->request);
   ws_buf_free(&cl->proxy);
@@ -93,6 +97,10 @@ static void on_connect(uv_connect_t *req, int status) {
     io_conn_write(c, WS_BUF_PTR(&cl->proxy), WS_BUF_SIZE(&cl->proxy));
   } else {
     c->phase = IO_RESP_HEAD;
+    if (cl->tls && io__tls_start(c, cl->tls, cl->servername) != 0) {
+      io_conn_abort(c, 1006, "cannot start TLS");
+      return;
+    }
     io_conn_write(c, WS_BUF_PTR(&cl->request), WS_BUF_SIZE(&cl->request));
   }
   io__conn_start(c);
@@ -165,6 +173,12 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
                                  cl->key, cl->protocols, o->extra,
                                  o->extra_len) != 0)
     goto nomem;
+  if (o->tls) {
+    cl->tls = o->tls;
+    io_tls_ctx_ref(o->tls);
+    cl->servername = strdup(o->servername ? o->servername : o->host);
+    if (!cl->servername) goto nomem;
+  }
   if (o->proxy_connect_len &&
       ws_buf_append(&cl->proxy, o->proxy_connect, o->proxy_connect_len, 0))
     goto nomem;
@@ -251,7 +265,19 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
       ws_buf_consume(&c->in, (size_t)len);
     }
     c->phase = IO_RESP_HEAD;
+    if (cl->tls && io__tls_start(c, cl->tls, cl->servername) != 0) {
+      io_conn_abort(c, 1006, "cannot start TLS");
+      return;
+    }
     io_conn_write(c, WS_BUF_PTR(&cl->request), WS_BUF_SIZE(&cl->request));
+    if (WS_BUF_SIZE(&c->in)) {
+      /* Bytes after the proxy's answer already belong to the tunnel. */
+      ws_buf_t rest = c->in;
+      memset(&c->in, 0, sizeof c->in);
+      if (c->tls) io__tls_input(c, (const char *)WS_BUF_PTR(&rest), WS_BUF_SIZE(&rest));
+      else io__conn_plaintext(c, WS_BUF_PTR(&rest), WS_BUF_SIZE(&rest));
+      ws_buf_free(&rest);
+    }
     return;
   }
   cl->t_response = uv_hrtime();

@@ -55,6 +55,7 @@ static void on_timer_closed(uv_handle_t *h) {
   else loop->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   io__client_free(c);
+  io__tls_free(c);
   ws_conn_free(&c->ws);
   ws_buf_free(&c->in);
   ws_buf_free(&c->wbuf);
@@ -109,6 +110,11 @@ static void arm_timer(io_conn_t *c);
 /* All output is written and the connection is to end: send FIN. */
 static void conn_finish(io_conn_t *c) {
   if (c->phase == IO_CLOSING || c->phase == IO_DRAIN) return;
+  if (c->tls && io__tls_shutdown(c)) {
+    /* Send the close_notify alert first; the flush comes back here. */
+    io__conn_flush(c);
+    return;
+  }
   uint64_t linger = c->lim->close_timeout;
   if (!linger || linger > LINGER_MS) linger = LINGER_MS;
   c->deadline_close = now_ms(c) + linger;
@@ -475,10 +481,25 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->last_recv = now_ms(c);
+  if (c->tls) {
+    io__tls_input(c, buf->base, (size_t)nread);
+    return;
+  }
+  io__conn_plaintext(c, (uint8_t *)buf->base, (size_t)nread);
+}
+
+void io__conn_plaintext(io_conn_t *c, uint8_t *data, size_t n) {
+  if (c->phase == IO_HTTP_WAIT) {
+    /* TLS can yield more plaintext after a request head was handed up:
+     * keep it for when the layer above answers. */
+    if (ws_buf_append(&c->in, data, n, 0) != 0)
+      io_conn_abort(c, 1006, "out of memory");
+    return;
+  }
   if (c->phase <= IO_HTTP_HEAD && WS_BUF_SIZE(&c->in) > 0) {
     /* Append to the partial head and parse the whole of it. */
     size_t lim = c->lim->max_head_size + 1;
-    if (ws_buf_append(&c->in, buf->base, (size_t)nread, lim) != 0) {
+    if (ws_buf_append(&c->in, data, n, lim) != 0) {
       if (c->client) {
         c->errname = "EHANDSHAKE";
         io_conn_abort(c, 1006, "response head too large");
@@ -491,7 +512,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     else http_input(c, WS_BUF_PTR(&c->in), WS_BUF_SIZE(&c->in));
     return;
   }
-  process(c, (uint8_t *)buf->base, (size_t)nread);
+  process(c, data, n);
 }
 
 void io__conn_start(io_conn_t *c) {
@@ -555,21 +576,23 @@ void io__conn_flush(io_conn_t *c) {
     }
     io__conn_start(c);
   }
-  if (c->writing) return;
-  size_t n = WS_BUF_SIZE(&c->ws.out);
+  if (c->writing || c->phase == IO_CONNECTING) return;
+  ws_buf_t *net = &c->ws.out;
+  if (c->tls && !(net = io__tls_output(c))) return;
+  size_t n = WS_BUF_SIZE(net);
   if (n > 0) {
-    uv_buf_t b = uv_buf_init((char *)WS_BUF_PTR(&c->ws.out), (unsigned)n);
+    uv_buf_t b = uv_buf_init((char *)WS_BUF_PTR(net), (unsigned)n);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
       io_conn_abort(c, 1006, uv_strerror(r));
       return;
     }
-    ws_buf_consume(&c->ws.out, (size_t)r);
+    ws_buf_consume(net, (size_t)r);
     if ((size_t)r < n) {
       ws_buf_t t = c->wbuf;
-      c->wbuf = c->ws.out;
-      c->ws.out = t;
+      c->wbuf = *net;
+      *net = t;
       uv_buf_t w = uv_buf_init((char *)WS_BUF_PTR(&c->wbuf),
                                (unsigned)WS_BUF_SIZE(&c->wbuf));
       if (uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &w, 1, on_write)) {
@@ -579,14 +602,15 @@ void io__conn_flush(io_conn_t *c) {
       c->writing = 1;
       return;
     }
-    if (c->ws.out.cap > KEEP_BUF_CAP) ws_buf_free(&c->ws.out);
+    if (net->cap > KEEP_BUF_CAP) ws_buf_free(net);
   }
-  if (c->close_after_flush) conn_finish(c);
+  /* With TLS, plaintext waits in ws.out until the handshake is done. */
+  if (c->close_after_flush && !WS_BUF_SIZE(&c->ws.out)) conn_finish(c);
 }
 
 size_t io_conn_buffered(const io_conn_t *c) {
   if (!c) return 0;
-  return WS_BUF_SIZE(&c->ws.out) + WS_BUF_SIZE(&c->wbuf);
+  return WS_BUF_SIZE(&c->ws.out) + WS_BUF_SIZE(&c->wbuf) + io__tls_pending(c);
 }
 
 int io_conn_peer(const io_conn_t *c, char *ip, size_t iplen, int *port) {

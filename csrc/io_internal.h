@@ -26,6 +26,8 @@ void io__conn_mark_dirty(io_conn_t *c);
 void io__conn_closed(uv_handle_t *h);
 /* Client: parses the proxy's answer or the upgrade response. */
 void io__client_input(io_conn_t *c, const uint8_t *data, size_t n);
+/* Processes plaintext received (after TLS, if any). */
+void io__conn_plaintext(io_conn_t *c, uint8_t *data, size_t n);
 /* Client: frees the client state. */
 void io__client_free(io_conn_t *c);
 /* Client: cancels a pending resolution. */

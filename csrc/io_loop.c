@@ -100,5 +100,6 @@ void io_loop_free(io_loop_t *loop) {
     uv_run(loop->uv, UV_RUN_NOWAIT);
   }
   free(loop->rbuf);
+  free(loop->tbuf);
   free(loop);
 }

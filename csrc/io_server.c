@@ -14,10 +14,15 @@ void io__server_free_if_done(io_server_t *s) {
   if (s->prev) s->prev->next = s->next;
   else loop->servers = s->next;
   if (s->next) s->next->prev = s->prev;
+  io_tls_ctx_unref(s->tls);
   free(s);
 }
 
-static void on_failed_close(uv_handle_t *h) { free(h->data); }
+static void on_failed_close(uv_handle_t *h) {
+  io_server_t *s = h->data;
+  io_tls_ctx_unref(s->tls);
+  free(s);
+}
 
 static void on_connection(uv_stream_t *server, int status) {
   io_server_t *s = server->data;
@@ -47,13 +52,17 @@ static void on_connection(uv_stream_t *server, int status) {
   c->last_recv = uv_now(loop->uv);
   if (s->limits.handshake_timeout)
     c->deadline_http = c->last_recv + s->limits.handshake_timeout;
+  if (s->tls && io__tls_start(c, s->tls, NULL) != 0) {
+    io_conn_abort(c, 1006, "cannot start TLS");
+    return;
+  }
   io__conn_arm(c);
   io__conn_start(c);
 }
 
 io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
                               int backlog, const io_limits_t *limits,
-                              int *err) {
+                              io_tls_ctx_t *tls, int *err) {
   struct sockaddr_storage addr;
   int r;
   if (strchr(host, ':'))
@@ -71,6 +80,8 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
   }
   s->loop = loop;
   s->limits = *limits;
+  s->tls = tls;
+  if (tls) io_tls_ctx_ref(tls);
   uv_tcp_init(loop->uv, &s->tcp);
   s->tcp.data = s;
   r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);

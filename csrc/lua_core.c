@@ -23,6 +23,7 @@
 #define CTX_KEY "uvws.ctx"
 #define SERVER_MT "uvws.server"
 #define CONN_MT "uvws.conn"
+#define TLS_MT "uvws.tls"
 
 /* Event numbers passed to the dispatcher. */
 enum {
@@ -46,6 +47,10 @@ typedef struct l_server {
   io_server_t *s;
   int ref; /* registry reference to the bound Lua object */
 } l_server_t;
+
+typedef struct l_tls {
+  io_tls_ctx_t *ctx;
+} l_tls_t;
 
 typedef struct l_conn {
   io_conn_t *c;
@@ -359,6 +364,10 @@ static int l_connect(lua_State *L) {
   read_limits(L, lua_gettop(L), &lim);
   lua_pop(L, 1);
   o.limits = &lim;
+  lua_getfield(L, 1, "tls");
+  if (!lua_isnil(L, -1)) o.tls = ((l_tls_t *)luaL_checkudata(L, -1, TLS_MT))->ctx;
+  lua_pop(L, 1); /* the options table keeps the context alive */
+  o.servername = opt_str(L, 1, "servername", NULL);
 
   l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
   box->c = NULL;
@@ -374,7 +383,62 @@ static int l_connect(lua_State *L) {
   return 1;
 }
 
-/* listen(host, port, backlog, limits, want_requests) -> server */
+static void tls_opts(lua_State *L, int t, io_tls_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->cert = opt_str(L, t, "cert", NULL);
+  o->key = opt_str(L, t, "key", NULL);
+  o->ca = opt_str(L, t, "ca", NULL);
+  lua_getfield(L, t, "verify_client");
+  o->verify_peer = lua_toboolean(L, -1);
+  lua_getfield(L, t, "insecure");
+  o->insecure = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+}
+
+/* tls_context(is_server, opts) -> tls | nil, message, "ETLS".  opts: cert,
+ * key, ca, verify_client, insecure, sni = {host = {cert=, key=}}. */
+static int l_tls_context(lua_State *L) {
+  int is_server = lua_toboolean(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  io_tls_opts_t o;
+  char err[256];
+  tls_opts(L, 2, &o);
+  o.is_server = is_server;
+  l_tls_t *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->ctx = NULL;
+  luaL_setmetatable(L, TLS_MT);
+  box->ctx = io_tls_ctx_new(&o, err, sizeof err);
+  if (!box->ctx) return fail(L, err, "ETLS");
+  lua_getfield(L, 2, "sni");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
+        return luaL_error(L, "uvws: tls.sni maps host names to {cert=, key=}");
+      io_tls_opts_t so;
+      tls_opts(L, lua_gettop(L), &so);
+      so.is_server = 1;
+      if (!so.cert || !so.key)
+        return luaL_error(L, "uvws: tls.sni entries need cert and key");
+      if (io_tls_ctx_add_sni(box->ctx, lua_tostring(L, -2), &so, err,
+                             sizeof err) != 0)
+        return fail(L, err, "ETLS");
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int l_tls_gc(lua_State *L) {
+  l_tls_t *box = luaL_checkudata(L, 1, TLS_MT);
+  io_tls_ctx_unref(box->ctx);
+  box->ctx = NULL;
+  return 0;
+}
+
+/* listen(host, port, backlog, limits, want_requests, tls) -> server */
 static int l_listen(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   const char *host = luaL_checkstring(L, 1);
@@ -390,8 +454,11 @@ static int l_listen(lua_State *L) {
   box->ref = LUA_NOREF;
   luaL_setmetatable(L, SERVER_MT);
   int err = 0;
+  io_tls_ctx_t *tls = NULL;
+  if (!lua_isnoneornil(L, 6))
+    tls = ((l_tls_t *)luaL_checkudata(L, 6, TLS_MT))->ctx;
   io_server_t *s = io_server_listen(ctx->loop, host, port, backlog, &lim,
-                                    &err);
+                                    tls, &err);
   if (!s) return uv_fail(L, err);
   s->want_requests = lua_toboolean(L, 5);
   s->data = box;
@@ -592,6 +659,28 @@ static int l_conn_client_info(lua_State *L) {
   return 1;
 }
 
+static int l_conn_tls_info(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  io_tls_info_t info;
+  if (!box->c || io_tls_info(box->c, &info) != 0) return 0;
+  lua_createtable(L, 0, 7);
+  lua_pushstring(L, info.version);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, info.cipher);
+  lua_setfield(L, -2, "cipher");
+  lua_pushstring(L, info.alpn);
+  lua_setfield(L, -2, "alpn");
+  lua_pushstring(L, info.subject);
+  lua_setfield(L, -2, "subject");
+  lua_pushstring(L, info.issuer);
+  lua_setfield(L, -2, "issuer");
+  lua_pushstring(L, info.not_after);
+  lua_setfield(L, -2, "not_after");
+  lua_pushboolean(L, info.verified);
+  lua_setfield(L, -2, "verified");
+  return 1;
+}
+
 static int l_conn_is_open(lua_State *L) {
   lua_pushboolean(L, check_conn(L)->c != NULL);
   return 1;
@@ -644,6 +733,7 @@ static const luaL_Reg conn_meth[] = {
   {"peer", l_conn_peer},
   {"is_open", l_conn_is_open},
   {"client_info", l_conn_client_info},
+  {"tls_info", l_conn_tls_info},
   {NULL, NULL}
 };
 
@@ -651,6 +741,7 @@ static const luaL_Reg funcs[] = {
   {"set_dispatch", l_set_dispatch},
   {"listen", l_listen},
   {"connect", l_connect},
+  {"tls_context", l_tls_context},
   {"run", l_run},
   {"run_once", l_run_once},
   {"step", l_step},
@@ -700,6 +791,10 @@ int luaopen_uvws_core(lua_State *L) {
   }
   new_class(L, SERVER_MT, server_meth, l_server_gc);
   new_class(L, CONN_MT, conn_meth, l_conn_gc);
+  luaL_newmetatable(L, TLS_MT);
+  lua_pushcfunction(L, l_tls_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_pushinteger(L, EV_REQUEST);
   lua_setfield(L, -2, "EV_REQUEST");

@@ -621,6 +621,7 @@ end
 
 function ws_on_response(ws, status, flat, errname, protocol)
   local resp = response_table(status, flat)
+  resp.tls = ws._c:tls_info()
   local info = ws._c:client_info()
   if info then
     -- Raw heads and timings, for uvws inspect and for debugging.
@@ -662,6 +663,26 @@ local function client_headers(opts)
     ["sec-websocket-protocol"] = true })
 end
 
+local default_client_tls   -- verifying against the system store, built once
+
+-- The client TLS context for the `tls` option: nil (verify with the system
+-- store), or { ca =, cert =, key =, insecure = true }.
+local function client_tls(t)
+  if t == nil then
+    if not default_client_tls then
+      local ctx, err, name = core.tls_context(false, {})
+      if not ctx then return nil, err, name end
+      default_client_tls = ctx
+    end
+    return default_client_tls
+  end
+  if type(t) ~= "table" then error("uvws.connect: tls must be a table", 4) end
+  if t.insecure ~= nil and t.insecure ~= true and t.insecure ~= false then
+    error("uvws.connect: tls.insecure must be true or false", 4)
+  end
+  return core.tls_context(false, t)
+end
+
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
 local function connect_once(u, o, opts)
@@ -684,6 +705,12 @@ local function connect_once(u, o, opts)
     cargs.host, cargs.port = p.host, p.port
     cargs.proxy_connect = "CONNECT " .. authority .. " HTTP/1.1\r\nHost: " .. authority ..
       "\r\n" .. auth .. "\r\n"
+  end
+  if u.secure then
+    local tls, terr, tname = client_tls(opts.tls)
+    if not tls then return nil, terr, tname end
+    cargs.tls = tls
+    cargs.servername = u.host
   end
   local conn, err, name = core.connect(cargs)
   if not conn then return nil, err, name end
@@ -727,9 +754,6 @@ function M.connect(url, opts)
     if u.scheme ~= "ws" and u.scheme ~= "wss" then
       return nil, "not a WebSocket URL: " .. url, "EINVAL"
     end
-    if u.scheme == "wss" then
-      return nil, "wss:// needs TLS, which this build does not support yet", "ENOTSUP"
-    end
     local ws, err, name, resp = connect_once(u, o, opts)
     if ws then return ws end
     if name == "ESTATUS" and resp and REDIRECTS[resp.status] and resp.headers.location then
@@ -765,14 +789,22 @@ function M.listen(opts)
   local o = merge_opts(opts)
   local host = opts.host or "127.0.0.1"
   if host == "localhost" then host = "127.0.0.1" end
+  local tls
+  if opts.tls ~= nil then
+    if type(opts.tls) ~= "table" then error("uvws.listen: tls must be a table", 2) end
+    local terr, tname
+    tls, terr, tname = core.tls_context(true, opts.tls)
+    if not tls then return nil, terr, tname end
+  end
   local cs, err, name = core.listen(host, opts.port or 8080, opts.backlog or 511,
-    limits_table(o), opts.on_request ~= nil)
+    limits_table(o), opts.on_request ~= nil, tls)
   if not cs then return nil, err, name end
   local srv = setmetatable({
     _c = cs,
     opts = o,
     host = host,
     port = cs:port(),
+    tls = tls ~= nil,
     on_upgrade = opts.on_upgrade,
     on_request = opts.on_request,
     handler = opts.handler,
