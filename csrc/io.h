@@ -44,6 +44,8 @@ typedef struct io_limits {
   uint64_t idle_timeout;
   uint64_t ping_interval;
   uint64_t pong_timeout;
+  size_t send_high_water;   /* on_drain fires when the queue falls below */
+  size_t max_connections;   /* beyond it, requests get 503 */
 } io_limits_t;
 
 /* A parsed request handed up.  Slices point into connection memory that
@@ -69,7 +71,8 @@ typedef struct io_callbacks {
                      size_t len);
   /* A pong arrived. */
   void (*on_pong)(io_conn_t *c, const uint8_t *data, size_t len);
-  /* The send queue fell below the high-water mark again. */
+  /* The send queue fell below the high-water mark again (only after
+   * io_conn_want_drain). */
   void (*on_drain)(io_conn_t *c);
   /* The connection is closed for good: the close code (the peer's, ours
    * for a failure, 1006 when the connection was lost without a close
@@ -168,6 +171,8 @@ struct io_conn {
   uint8_t paused;           /* the layer above paused reading */
   uint8_t keepalive;        /* the HTTP request allows another one */
   uint8_t close_after_flush;/* end the connection once `out` is sent */
+  uint8_t want_drain;       /* the layer above waits for on_drain */
+  uint8_t over_limit;       /* accepted beyond max_connections: 503 */
   uint8_t input_pending;    /* `in` holds bytes to process at the flush */
   char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */
   int close_code;
@@ -271,6 +276,16 @@ int io_conn_close(io_conn_t *c, int code, const char *reason, size_t len);
 
 /* Closes the TCP connection at once. */
 void io_conn_abort(io_conn_t *c, int code, const char *reason);
+
+/* Asks for one on_drain call once the queue is below the high-water
+ * mark. */
+void io_conn_want_drain(io_conn_t *c);
+
+/* Graceful shutdown: stop accepting, send a close frame with `code` to
+ * every WebSocket (after what is already queued), answer connections still
+ * in HTTP with nothing more, and give every peer `timeout_ms` to close
+ * before its connection is cut. */
+void io_server_shutdown(io_server_t *s, int code, uint64_t timeout_ms);
 
 /* Stops or restarts reading from the socket (receive backpressure). */
 void io_conn_pause(io_conn_t *c, int paused);

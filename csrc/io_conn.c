@@ -235,6 +235,20 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
     http_error(c, ws_http_error_status(len), ws_http_strerror(len));
     goto done;
   }
+  if (c->over_limit) {
+    ws_buf_free(&c->in);
+    ws_handshake_write_error(&c->ws.out, 503,
+                             "the server is at its connection limit",
+                             "Retry-After: 1\r\n", 16);
+    c->phase = IO_HTTP_CLOSE;
+    c->close_after_flush = 1;
+    if (c->reading) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
+    io__conn_mark_dirty(c);
+    goto done;
+  }
 
   ws_handshake_check_request(&r.req, &r.hs);
   if (r.hs.is_upgrade && r.hs.status) {
@@ -538,6 +552,8 @@ void io_conn_pause(io_conn_t *c, int paused) {
 
 /* ---- writing -------------------------------------------------------------- */
 
+static void check_drain(io_conn_t *c);
+
 static void on_write(uv_write_t *req, int status) {
   io_conn_t *c = req->handle->data;
   c->writing = 0;
@@ -548,9 +564,21 @@ static void on_write(uv_write_t *req, int status) {
   }
   if (c->wbuf.cap > KEEP_BUF_CAP) ws_buf_free(&c->wbuf);
   else ws_buf_consume(&c->wbuf, WS_BUF_SIZE(&c->wbuf));
-  if (c->loop->cb.on_drain && c->handed_up && !c->loop->closing)
-    c->loop->cb.on_drain(c);
   io__conn_flush(c);
+}
+
+/* Tells the layer above that the queue fell below the high-water mark, if
+ * it asked. */
+static void check_drain(io_conn_t *c) {
+  if (c->want_drain && c->phase != IO_CLOSING &&
+      io_conn_buffered(c) < c->lim->send_high_water) {
+    c->want_drain = 0;
+    if (c->loop->cb.on_drain && !c->loop->closing) c->loop->cb.on_drain(c);
+  }
+}
+
+void io_conn_want_drain(io_conn_t *c) {
+  if (c && c->phase != IO_CLOSING) c->want_drain = 1;
 }
 
 void io__conn_flush(io_conn_t *c) {
@@ -600,10 +628,12 @@ void io__conn_flush(io_conn_t *c) {
         return;
       }
       c->writing = 1;
+      check_drain(c);
       return;
     }
     if (net->cap > KEEP_BUF_CAP) ws_buf_free(net);
   }
+  check_drain(c);
   /* With TLS, plaintext waits in ws.out until the handshake is done. */
   if (c->close_after_flush && !WS_BUF_SIZE(&c->ws.out)) conn_finish(c);
 }

@@ -43,6 +43,8 @@ static void on_connection(uv_stream_t *server, int status) {
   ws_conn_init(&c->ws, WS_ROLE_SERVER, io__on_ws_event, c);
   io__conn_list_add(c);
   s->nconns++;
+  if (s->limits.max_connections && s->nconns > s->limits.max_connections)
+    c->over_limit = 1;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     io_conn_abort(c, 1006, "accept failed");
     return;
@@ -122,6 +124,33 @@ void io_server_close(io_server_t *s, int code) {
       io_conn_close(c, code, "server closing", 14);
     } else if (c->phase < IO_WS) {
       io_conn_abort(c, 1001, "server closing");
+    }
+  }
+}
+
+void io_server_shutdown(io_server_t *s, int code, uint64_t timeout_ms) {
+  if (!s) return;
+  uint64_t now = uv_now(s->loop->uv);
+  if (!s->closed) {
+    s->closed = 1;
+    uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
+  }
+  for (io_conn_t *c = s->loop->conns; c; c = c->next) {
+    if (c->server != s || c->phase == IO_CLOSING) continue;
+    if (c->phase == IO_WS) {
+      io_conn_close(c, code, "server shutting down", 20);
+      c->deadline_close = now + timeout_ms;
+      io__conn_arm(c);
+    } else if (c->phase == IO_HTTP_HEAD || c->phase == IO_HTTP_BODY) {
+      io_conn_abort(c, 1001, "server shutting down");
+    } else {
+      /* An answer in progress (HTTP_WAIT: the layer above will answer
+       * and see its keep-alive refused; HTTP_CLOSE, DRAIN: ending). */
+      c->keepalive = 0;
+      if (!c->deadline_close || c->deadline_close > now + timeout_ms) {
+        c->deadline_close = now + timeout_ms;
+        io__conn_arm(c);
+      }
     }
   }
 }

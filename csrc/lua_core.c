@@ -328,6 +328,8 @@ static void read_limits(lua_State *L, int t, io_limits_t *lim) {
   lim->idle_timeout = opt_ms(L, t, "idle_timeout");
   lim->ping_interval = opt_ms(L, t, "ping_interval");
   lim->pong_timeout = opt_ms(L, t, "pong_timeout");
+  lim->send_high_water = opt_size(L, t, "send_high_water");
+  lim->max_connections = opt_size(L, t, "max_connections");
   if (!lim->max_head_size) lim->max_head_size = WS_HTTP_MAX_HEAD;
   if (!lim->max_headers) lim->max_headers = WS_HTTP_MAX_HEADERS;
 }
@@ -497,6 +499,24 @@ static int l_server_close(lua_State *L) {
   return 0;
 }
 
+/* shutdown(code, timeout_seconds) */
+static int l_server_shutdown(lua_State *L) {
+  l_server_t *box = check_server(L);
+  int code = (int)luaL_optinteger(L, 2, 1001);
+  lua_Number t = luaL_optnumber(L, 3, 5);
+  if (box->s) {
+    io_server_t *s = box->s;
+    box->s->data = NULL;
+    box->s = NULL;
+    io_server_shutdown(s, code, (uint64_t)(t * 1000));
+  }
+  if (box->ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, box->ref);
+    box->ref = LUA_NOREF;
+  }
+  return 0;
+}
+
 /* bind(obj): the object passed with each request event.  The server is
  * kept alive through it until close. */
 static int l_server_bind(lua_State *L) {
@@ -602,6 +622,12 @@ static int l_conn_abort(lua_State *L) {
   if (box->c)
     io_conn_abort(box->c, (int)luaL_optinteger(L, 2, 1006),
                   luaL_optstring(L, 3, "aborted"));
+  return 0;
+}
+
+static int l_conn_want_drain(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  io_conn_want_drain(box->c);
   return 0;
 }
 
@@ -716,6 +742,7 @@ static const luaL_Reg server_meth[] = {
   {"close", l_server_close},
   {"count", l_server_count},
   {"bind", l_server_bind},
+  {"shutdown", l_server_shutdown},
   {NULL, NULL}
 };
 
@@ -729,6 +756,7 @@ static const luaL_Reg conn_meth[] = {
   {"close", l_conn_close},
   {"abort", l_conn_abort},
   {"pause", l_conn_pause},
+  {"want_drain", l_conn_want_drain},
   {"buffered", l_conn_buffered},
   {"peer", l_conn_peer},
   {"is_open", l_conn_is_open},

@@ -40,7 +40,10 @@ local DEFAULTS = {
   ping_interval = 20,
   pong_timeout = 20,
   max_queue = 64,
+  send_high_water = 1024 * 1024,
+  max_connections = false,
 }
+local SEND_POLICIES = { wait = true, drop = true, close = true }
 M.defaults = DEFAULTS
 
 local function default_on_error(err, trace)
@@ -145,10 +148,48 @@ end
 
 local KINDS = { text = false, binary = true }
 
---- Queues a message.  `kind` is "text" (the default) or "binary"; text
--- must be valid UTF-8.
+local function backpressure(ws, timeout)
+  local hwm = ws._opts.send_high_water
+  if not hwm or ws._c:buffered() < hwm then return true end
+  local policy = ws._opts.send_policy
+  if policy == "drop" then
+    return nil, "send buffer full (" .. ws._c:buffered() .. " bytes queued)", "backpressure"
+  elseif policy == "close" then
+    ws._c:close(1008, "send buffer full")
+    return nil, "send buffer full: connection closed", "backpressure"
+  end
+  -- "wait": only a coroutine can wait; elsewhere the message is queued.
+  if not coroutine.isyieldable() then return true end
+  while not ws.closed and ws._c:buffered() >= hwm do
+    local ok, err, name = ws:drain(timeout)
+    if not ok then return nil, err, name end
+  end
+  if ws.closed then return closed_error(ws) end
+  return true
+end
+
+--- Waits until the send queue is below the high-water mark.
 -- @return true  or  nil, message, name
-function WS:send(data, kind)
+function WS:drain(timeout)
+  local hwm = self._opts.send_high_water
+  if self.closed then return closed_error(self) end
+  if not hwm or self._c:buffered() < hwm then return true end
+  local co = sched.current("drain")
+  local waiters = self._drain_waiters
+  waiters[#waiters + 1] = co
+  self._c:want_drain()
+  return sched.wait(timeout, function()
+    for i = 1, #waiters do
+      if waiters[i] == co then table.remove(waiters, i) break end
+    end
+  end)
+end
+
+--- Queues a message.  `kind` is "text" (the default) or "binary"; text
+-- must be valid UTF-8.  Over the send high-water mark the send_policy
+-- applies: "wait" (up to `timeout`), "drop" or "close".
+-- @return true  or  nil, message, name
+function WS:send(data, kind, timeout)
   if type(data) ~= "string" then
     error("uvws: send expects a string, got " .. type(data), 2)
   end
@@ -161,6 +202,8 @@ function WS:send(data, kind)
     error("uvws: text message is not valid UTF-8 (send it as 'binary')", 2)
   end
   if self.closed then return closed_error(self) end
+  local bok, berr, bname = backpressure(self, timeout)
+  if not bok then return nil, berr, bname end
   local ok, err, name = self._c:send(data, binary)
   if not ok then
     if name == "closed" then return nil, "connection is closing", "closed" end
@@ -463,7 +506,14 @@ local function start_handler(srv, conn, req, protocol, extra, data)
   ws.data = data
   ws.server = srv
   srv._conns[ws] = true
-  ws._on_closed = function(w) srv._conns[w] = nil end
+  ws._on_closed = function(w)
+    srv._conns[w] = nil
+    local waiters = srv._shutdown_waiters
+    if waiters and not next(srv._conns) then
+      srv._shutdown_waiters = nil
+      for _, co in ipairs(waiters) do sched.wake(co, true) end
+    end
+  end
   if srv.handler then
     sched.spawn(function()
       local hok, herr = xpcall(srv.handler, function(e)
@@ -575,6 +625,10 @@ local function merge_opts(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
+  o.send_policy = opts.send_policy or "wait"
+  if not SEND_POLICIES[o.send_policy] then
+    error("uvws: send_policy must be 'wait', 'drop' or 'close'", 3)
+  end
   for k, v in pairs(DEFAULTS) do
     local x = o[k]
     if x ~= false and type(x) ~= "number" then
@@ -590,7 +644,7 @@ local function limits_table(o)
   for k in pairs(DEFAULTS) do
     local v = o[k]
     if v then
-      if k:match("size$") or k == "max_headers" then
+      if k:match("size$") or k == "max_headers" or k == "send_high_water" or k == "max_connections" then
         t[k] = math.tointeger(v) or error("uvws: " .. k .. " must be an integer", 4)
       else
         t[k] = v
@@ -829,6 +883,26 @@ function Server:close(code)
   if self._closing then return end
   self._closing = true
   self._c:close(code or 1001)
+end
+
+--- Graceful shutdown: stop accepting, close every connection with 1001
+-- after what was already queued, wait for the peers' close frames up to
+-- `timeout` seconds (default close_timeout), then cut what remains.  In a
+-- coroutine it waits until every connection is closed.
+-- @return true
+function Server:shutdown(timeout)
+  timeout = timeout or self.opts.close_timeout or 5
+  if not self._closing then
+    self._closing = true
+    self._c:shutdown(1001, timeout)
+  end
+  if next(self._conns) and coroutine.isyieldable() then
+    local co = sched.current("shutdown")
+    self._shutdown_waiters = self._shutdown_waiters or {}
+    table.insert(self._shutdown_waiters, co)
+    sched.wait(nil)
+  end
+  return true
 end
 
 function Server:__tostring()
