@@ -298,6 +298,21 @@ static int l_utf8_valid(lua_State *L) {
   return 1;
 }
 
+/* frame(data, is_binary) -> an unmasked frame (server to client). */
+static int l_frame(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int op = lua_toboolean(L, 2) ? WS_OP_BINARY : WS_OP_TEXT;
+  uint8_t hdr[WS_MAX_HEADER];
+  size_t hl = ws_frame_write_header(hdr, 1, 0, op, NULL, n);
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, hl + n);
+  memcpy(p, hdr, hl);
+  memcpy(p + hl, s, n);
+  luaL_pushresultsize(&b, hl + n);
+  return 1;
+}
+
 static int l_getpid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_os_getpid());
   return 1;
@@ -599,6 +614,18 @@ static int l_conn_send(lua_State *L) {
   return send_result(L, io_conn_send(box->c, op, s, n));
 }
 
+/* send_raw(frame): queues bytes framed once by core.frame (publish). */
+static int l_conn_send_raw(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!box->c) return closed_fail(L);
+  if (box->c->phase != IO_WS || box->c->ws.close_sent) return closed_fail(L);
+  if (io_conn_write(box->c, s, n) != 0) return fail(L, "out of memory", "ENOMEM");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_conn_ping(lua_State *L) {
   l_conn_t *box = check_conn(L);
   size_t n;
@@ -752,6 +779,7 @@ static const luaL_Reg conn_meth[] = {
   {"write", l_conn_write},
   {"http_done", l_conn_http_done},
   {"send", l_conn_send},
+  {"send_raw", l_conn_send_raw},
   {"ping", l_conn_ping},
   {"close", l_conn_close},
   {"abort", l_conn_abort},
@@ -779,6 +807,7 @@ static const luaL_Reg funcs[] = {
   {"timer", l_timer},
   {"utf8_valid", l_utf8_valid},
   {"getpid", l_getpid},
+  {"frame", l_frame},
   {NULL, NULL}
 };
 

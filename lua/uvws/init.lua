@@ -133,7 +133,8 @@ function WS:receive(timeout)
   local data, kind, name = sched.wait(timeout, function()
     if self._waiter == co then self._waiter = nil end
   end)
-  return data, kind, name
+  if data ~= nil then return data, kind end
+  return nil, kind, name
 end
 
 --- Iterates over messages until the connection closes.
@@ -272,6 +273,53 @@ function WS:close(code, reason)
     sched.wait(nil)
   end
   return true
+end
+
+--- Subscribes to a topic of the server (see Server:publish).
+function WS:subscribe(topic)
+  if type(topic) ~= "string" then error("uvws: topic must be a string", 2) end
+  local srv = self.server
+  if not srv then error("uvws: subscribe is for server-side connections", 2) end
+  if self.closed then return closed_error(self) end
+  local subs = srv._topics[topic]
+  if not subs then
+    subs = { n = 0 }
+    srv._topics[topic] = subs
+  end
+  if not subs[self] then
+    subs[self] = true
+    subs.n = subs.n + 1
+    self._topics = self._topics or {}
+    self._topics[topic] = true
+  end
+  return true
+end
+
+--- Unsubscribes from a topic.
+function WS:unsubscribe(topic)
+  local srv = self.server
+  local subs = srv and srv._topics[topic]
+  if subs and subs[self] then
+    subs[self] = nil
+    subs.n = subs.n - 1
+    if subs.n == 0 then srv._topics[topic] = nil end
+    self._topics[topic] = nil
+    return true
+  end
+  return false
+end
+
+--- The topics this connection is subscribed to (a list).
+function WS:topics()
+  local list = {}
+  for t in pairs(self._topics or {}) do list[#list + 1] = t end
+  table.sort(list)
+  return list
+end
+
+--- Publishes to every subscriber of a topic except this connection.
+function WS:publish(topic, data, kind)
+  return self.server:publish(topic, data, kind, self)
 end
 
 --- Bytes queued and not yet taken by the kernel.
@@ -508,6 +556,7 @@ local function start_handler(srv, conn, req, protocol, extra, data)
   srv._conns[ws] = true
   ws._on_closed = function(w)
     srv._conns[w] = nil
+    for topic in pairs(w._topics or {}) do w:unsubscribe(topic) end
     local waiters = srv._shutdown_waiters
     if waiters and not next(srv._conns) then
       srv._shutdown_waiters = nil
@@ -866,9 +915,59 @@ function M.listen(opts)
     protocols = opts.protocols,
     origins = opts.origins,
     _conns = {},
+    _topics = {},
   }, Server)
   cs:bind(srv)   -- the C server keeps srv alive until it is closed
   return srv
+end
+
+--- Publishes a message to every subscriber of `topic` (except `skip`).
+-- The frame is built once and the same bytes are queued to each
+-- subscriber.  A subscriber over its send high-water mark is handled by
+-- its send_policy: "drop" skips it, "close" closes it, "wait" still queues
+-- (publish never blocks) unless its queue passes 4 times the mark, which
+-- closes it as a hopeless consumer.
+-- @return the number of subscribers the message was queued to
+function Server:publish(topic, data, kind, skip)
+  if type(topic) ~= "string" then error("uvws: topic must be a string", 2) end
+  if type(data) ~= "string" then error("uvws: publish expects a string", 2) end
+  kind = kind or "text"
+  local binary = KINDS[kind]
+  if binary == nil then error("uvws: message kind must be 'text' or 'binary'", 2) end
+  if not binary and not core.utf8_valid(data) then
+    error("uvws: text message is not valid UTF-8 (publish it as 'binary')", 2)
+  end
+  local subs = self._topics[topic]
+  if not subs then return 0 end
+  local frame = core.frame(data, binary)
+  local o = self.opts
+  local hwm, policy = o.send_high_water, o.send_policy
+  local count = 0
+  for ws in pairs(subs) do
+    if ws ~= "n" and ws ~= skip and not ws.closed then
+      local c = ws._c
+      local over = hwm and c:buffered() >= hwm
+      if over and (policy == "close" or c:buffered() >= 4 * hwm) then
+        c:close(1008, "send buffer full")
+      elseif not (over and policy == "drop") then
+        if c:send_raw(frame) then count = count + 1 end
+      end
+    end
+  end
+  return count
+end
+
+--- How many connections subscribe to `topic`.
+function Server:subscribers(topic)
+  local subs = self._topics[topic]
+  return subs and subs.n or 0
+end
+
+--- The number of open WebSocket connections.
+function Server:connection_count()
+  local n = 0
+  for _ in pairs(self._conns) do n = n + 1 end
+  return n
 end
 
 --- The open WebSocket connections of this server (a list).
