@@ -130,6 +130,7 @@ enum {
   IO_HTTP_HEAD,       /* reading a request head */
   IO_HTTP_BODY,       /* reading a Content-Length body */
   IO_HTTP_WAIT,       /* the head is with the layer above */
+  IO_HTTP_STREAM,     /* a streaming answer: input is discarded, EOF ends */
   IO_HTTP_CLOSE,      /* an HTTP answer is being flushed, then close */
   IO_WS,              /* upgraded */
   IO_DRAIN,           /* all sent and FIN sent: discard input until EOF */
@@ -262,6 +263,11 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
 
 /* Queues raw bytes (an HTTP answer).  Returns 0 or -1. */
 int io_conn_write(io_conn_t *c, const void *data, size_t len);
+
+/* Switches a waiting request to a streaming answer (e.g. Server-Sent
+ * Events): the handshake timeout stops, input is read and discarded so
+ * that the peer's disconnection is noticed (on_closed). */
+void io_conn_http_stream(io_conn_t *c);
 
 /* Ends an HTTP answer: with keepalive, reads the next request; otherwise
  * closes once the answer is flushed. */

@@ -341,8 +341,23 @@ int io_conn_write(io_conn_t *c, const void *data, size_t len) {
   return 0;
 }
 
-void io_conn_http_done(io_conn_t *c, int keepalive) {
+void io_conn_http_stream(io_conn_t *c) {
   if (!c || c->phase != IO_HTTP_WAIT) return;
+  c->phase = IO_HTTP_STREAM;
+  c->deadline_http = 0;
+  arm_timer(c);
+  io__conn_start(c);
+}
+
+void io_conn_http_done(io_conn_t *c, int keepalive) {
+  if (!c || (c->phase != IO_HTTP_WAIT && c->phase != IO_HTTP_STREAM)) return;
+  if (c->phase == IO_HTTP_STREAM) {
+    keepalive = 0; /* input was discarded: no second request */
+    if (c->reading) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
+  }
   http_release(c);
   if (keepalive && c->keepalive) {
     c->phase = IO_HTTP_HEAD;

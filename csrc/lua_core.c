@@ -595,6 +595,12 @@ static int l_conn_http_done(lua_State *L) {
   return 0;
 }
 
+static int l_conn_http_stream(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  if (box->c) io_conn_http_stream(box->c);
+  return 0;
+}
+
 static int send_result(lua_State *L, int r) {
   switch (r) {
   case WS_CONN_OK: lua_pushboolean(L, 1); return 1;
@@ -778,6 +784,7 @@ static const luaL_Reg conn_meth[] = {
   {"accept", l_conn_accept},
   {"write", l_conn_write},
   {"http_done", l_conn_http_done},
+  {"http_stream", l_conn_http_stream},
   {"send", l_conn_send},
   {"send_raw", l_conn_send_raw},
   {"ping", l_conn_ping},

@@ -509,9 +509,60 @@ function Response:send(status, body, headers)
   return true
 end
 
+--- Starts a streaming answer (Server-Sent Events, long responses):
+-- res:start(status, headers), then res:write(chunk)..., then res:finish().
+-- HTTP/1.1 uses chunked transfer coding; HTTP/1.0 ends with the connection.
+function Response:start(status, headers)
+  if self.sent then error("uvws: response already sent", 2) end
+  if math.type(status) ~= "integer" or status < 200 or status > 999 then
+    error("uvws: status must be an integer from 200 to 999", 2)
+  end
+  local all = {}
+  for k, v in pairs(self.headers) do all[k] = v end
+  for k, v in pairs(headers or {}) do all[k] = v end
+  self._chunked = self._keepalive ~= nil and self._version11
+  local lines = header_lines(all, "uvws", MANAGED)
+  local head = string.format("HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s\r\n",
+    status, REASONS[status] or "Status", http_date(),
+    self._chunked and "Transfer-Encoding: chunked\r\n" or "Connection: close\r\n", lines)
+  self.sent = true
+  self._streaming = true
+  self._conn:bind(self)
+  self._conn:write(head)
+  self._conn:http_stream()
+  return true
+end
+
+--- Writes a chunk of a streaming answer.
+-- @return true  or  nil, message, "closed" when the client went away
+function Response:write(data)
+  if not self._streaming then error("uvws: res:write needs res:start first", 2) end
+  if type(data) ~= "string" then error("uvws: res:write expects a string", 2) end
+  if self.closed or self._finished then return nil, "connection closed", "closed" end
+  if data == "" then return true end
+  local ok, err, name
+  if self._chunked then
+    ok, err, name = self._conn:write(string.format("%x\r\n", #data) .. data .. "\r\n")
+  else
+    ok, err, name = self._conn:write(data)
+  end
+  if not ok then return nil, err, name end
+  return true
+end
+
+--- Ends a streaming answer.
+function Response:finish()
+  if not self._streaming or self._finished then return end
+  self._finished = true
+  if self.closed then return end
+  if self._chunked then self._conn:write("0\r\n\r\n") end
+  self._conn:http_done(false)
+end
+
 local function run_request(srv, conn, req)
   local res = setmetatable({ headers = {}, sent = false, _conn = conn,
-    _srv = srv, _keepalive = req._keepalive, _head = req.method == "HEAD" },
+    _srv = srv, _keepalive = req._keepalive, _head = req.method == "HEAD",
+    _version11 = req.version ~= "1.0" },
     Response)
   sched.spawn(function()
     local ok, status, body, headers = xpcall(srv.on_request, function(e)
@@ -653,7 +704,13 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
   elseif ev == EV_REQUEST then
     on_request(obj, a, b, c, d, e, f, g)
   elseif ev == EV_CLOSED then
-    if getmetatable(obj) == WS then ws_on_closed(obj, a, b, c) end
+    local mt = getmetatable(obj)
+    if mt == WS then
+      ws_on_closed(obj, a, b, c)
+    elseif mt == Response then
+      obj.closed = true
+      if obj.on_close then pcall(obj.on_close, obj) end
+    end
   elseif ev == EV_RESPONSE then
     if getmetatable(obj) == WS then ws_on_response(obj, a, b, c, d) end
   elseif ev == EV_PONG then
