@@ -41,6 +41,8 @@ options:  -H, --header 'Name: value'   extra request header (repeatable)
           --origin ORIGIN              send an Origin header
           --timeout SECONDS            connect + handshake timeout (default 10)
           --proxy URL | --no-proxy     HTTP CONNECT proxy (default: $http_proxy)
+          --ca FILE                    wss: trust this CA (PEM) instead of the system store
+          --insecure                   wss: do not verify the certificate
           --max-redirects N            inspect: redirects to follow (default 5)
           -q, --quiet                  connect: no progress on stderr
 
@@ -85,16 +87,17 @@ local OPTIONS = {
   proxy = { "proxy", true }, ["no-proxy"] = { "no_proxy" },
   ["max-redirects"] = { "max_redirects", true }, json = { "json" },
   quiet = { "quiet" }, port = { "port", true }, host = { "host", true },
-  echo = { "echo" }, help = { "help" },
+  echo = { "echo" }, help = { "help" }, ca = { "ca", true }, insecure = { "insecure" },
 }
 local SHORT = { H = "header", s = "subprotocol", q = "quiet", p = "port", h = "help" }
 
 local ALLOWED = {
   connect = { header = true, subprotocol = true, origin = true, timeout = true,
-              proxy = true, ["no-proxy"] = true, quiet = true, help = true },
+              proxy = true, ["no-proxy"] = true, quiet = true, help = true,
+              ca = true, insecure = true },
   inspect = { header = true, subprotocol = true, origin = true, timeout = true,
               proxy = true, ["no-proxy"] = true, ["max-redirects"] = true,
-              json = true, help = true },
+              json = true, help = true, ca = true, insecure = true },
   serve = { port = true, host = true, echo = true, subprotocol = true, help = true },
 }
 
@@ -206,6 +209,7 @@ local function connect_opts(o)
     headers = #o.headers > 0 and o.headers or nil,
     protocols = #o.protocols > 0 and o.protocols or nil,
     origin = o.origin, timeout = o.timeout, proxy = o.proxy,
+    tls = (o.ca or o.insecure) and { ca = o.ca, insecure = o.insecure or nil } or nil,
   }
 end
 

@@ -326,7 +326,10 @@ local CONNECT_HINTS = {
     "spoken to in plain text (try wss://), or a server that drops requests it dislikes.",
   ECONNRESET = "The server reset the connection without answering.",
   EPROXY = "The HTTP proxy refused the CONNECT request.",
-  ENOTSUP = "wss:// needs TLS, which this build does not support yet.",
+  ECERT = "The server's certificate did not verify. For a private CA pass it with " ..
+    "--ca FILE; --insecure looks anyway without verifying anything.",
+  ETLS = "The TLS handshake failed: often wss:// to a port that speaks plain HTTP " ..
+    "(try ws://), or no TLS version or cipher in common.",
 }
 
 local function copy_list(t)
@@ -358,7 +361,7 @@ function M.run(url, opts)
     report.hops[#report.hops + 1] = hop
     local ws, err, name, resp = uvws.connect(current, {
       headers = opts.headers, protocols = opts.protocols, origin = opts.origin,
-      proxy = opts.proxy, timeout = timeout, follow_redirects = false,
+      proxy = opts.proxy, tls = opts.tls, timeout = timeout, follow_redirects = false,
       close_timeout = math.min(timeout, 2), pong_timeout = timeout,
     })
     resp = ws and ws.response or resp
@@ -366,6 +369,7 @@ function M.run(url, opts)
       hop.request, hop.response, hop.key = resp.request_raw, resp.raw, resp.key
       hop.status = resp.status
       hop.timings = resp.timings
+      hop.tls = resp.tls
       hop.checks, hop.expected_accept = M.check(resp.request_raw, resp.raw, resp.key)
     end
     if not ws then
@@ -506,6 +510,14 @@ function M.render_text(report)
       p(string.format("== hop %d: %s", i, hop.url))
     else
       p("== " .. hop.url)
+    end
+    local tls = hop.tls
+    if tls then
+      p(string.format("TLS: %s %s, ALPN %s, certificate %s (issuer %s, expires %s), %s",
+        tostring(tls.version), tostring(tls.cipher), tostring(tls.alpn or "none"),
+        tostring(tls.subject), tostring(tls.issuer), tostring(tls.not_after),
+        tls.verified and "verified" or "NOT verified"))
+      p("")
     end
     if hop.request then p(prefixed(hop.request, ">")) p("") end
     if hop.response then p(prefixed(hop.response, "<")) p("") end

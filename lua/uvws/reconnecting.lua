@@ -59,10 +59,13 @@ function M.should_retry(name, response)
   return true
 end
 
---- The backoff delay before attempt n (1-based), before jitter.
-function M.delay(opts, n)
+--- The backoff delay for step n (1-based): min_delay * factor^(n-1), at
+-- most max_delay; with `random` (a function returning [0, 1)), multiplied
+-- by 1 - jitter * random().
+function M.delay(opts, n, random)
   local d = opts.min_delay * opts.factor ^ (n - 1)
   if d > opts.max_delay then d = opts.max_delay end
+  if random then d = d * (1 - opts.jitter * random()) end
   return d
 end
 
@@ -241,7 +244,7 @@ function R:_supervise()
           self.attempts, tostring(err), tostring(name)))
       end
     end
-    local d = M.delay(o, step) * (1 - o.jitter * math.random())
+    local d = M.delay(o, step, math.random)
     self.state = "waiting"
     self.next_attempt = uvws.now() + d
     pause(self, d)
