@@ -560,7 +560,8 @@ void io_conn_pause(io_conn_t *c, int paused) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   } else if (!paused) {
-    if (WS_BUF_SIZE(&c->in)) c->input_pending = 1;
+    /* The flush processes anything buffered, then restarts reading. */
+    c->input_pending = 1;
     io__conn_mark_dirty(c);
   }
 }
