@@ -40,5 +40,12 @@ build = {
     ["uvws"] = "lua/uvws/init.lua",
     ["uvws.sched"] = "lua/uvws/sched.lua",
     ["uvws.request"] = "lua/uvws/request.lua",
+    ["uvws.url"] = "lua/uvws/url.lua",
+    ["uvws.inspect"] = "lua/uvws/inspect.lua",
+    ["uvws.cli"] = "lua/uvws/cli.lua",
+    ["uvws.reconnecting"] = "lua/uvws/reconnecting.lua",
+  },
+  install = {
+    bin = { uvws = "bin/uvws" },
   },
 }
