@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
       zlib1g-dev lua-busted lua-socket lua-check luarocks python3-websockets
-      curl openssl)
+      curl openssl tinyproxy nodejs)
 
 deps() {
   local missing=()
