@@ -22,8 +22,9 @@ typedef struct ws_buf {
 
 /* Bytes of content. */
 #define WS_BUF_SIZE(b) ((b)->len - (b)->off)
-/* Pointer to the first byte of content. */
-#define WS_BUF_PTR(b) ((b)->data + (b)->off)
+/* Pointer to the first byte of content (NULL for a buffer that never
+ * held an allocation; no arithmetic on NULL). */
+#define WS_BUF_PTR(b) ((b)->data ? (b)->data + (b)->off : (b)->data)
 
 /* Makes room for at least `extra` more bytes without exceeding `limit`
  * bytes of content (0 means no limit).  Returns 0, or -1 when the limit
