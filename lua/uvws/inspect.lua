@@ -332,12 +332,6 @@ local CONNECT_HINTS = {
     "(try ws://), or no TLS version or cipher in common.",
 }
 
-local function copy_list(t)
-  local r = {}
-  for i, v in ipairs(t or {}) do r[i] = v end
-  return r
-end
-
 --- Performs the opening handshake against url (inside a uvws coroutine),
 -- following up to opts.max_redirects (default 5) redirects, then pings and
 -- closes.

@@ -206,7 +206,7 @@ function R:_supervise()
       break
     end
     if ws then
-      self.attempts, step = 0, 0
+      self.attempts = 0
       self.connections = self.connections + 1
       self.ws = ws
       self.state = "open"
