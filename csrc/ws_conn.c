@@ -15,6 +15,10 @@
  *   are gathered.
  * - An idle connection holds no large buffer: the reassembly buffer is
  *   released after a message unless it is small.
+ * - permessage-deflate (RFC 7692) is a detour of the data path: compressed
+ *   payload chunks are inflated into the reassembly buffer as they arrive,
+ *   so the size limit and UTF-8 validation apply to the inflated bytes at
+ *   the earliest point, and the compressed bytes are never gathered.
  */
 #include "ws_conn.h"
 
@@ -38,6 +42,7 @@ static void emit(ws_conn_t *c, const ws_event_t *ev) {
 static void reset_message(ws_conn_t *c) {
   c->msg_opcode = 0;
   c->msg_rsv = 0;
+  c->msg_wire = 0;
   c->utf8 = WS_UTF8_INIT;
   if (c->msg.cap > MSG_KEEP_CAP)
     ws_buf_free(&c->msg);
@@ -73,6 +78,13 @@ static void fail(ws_conn_t *c, int code, const char *reason) {
  * inflates it validates the result. */
 static int text_checked(const ws_conn_t *c) {
   return c->msg_opcode == WS_OP_TEXT && !(c->msg_rsv & WS_RSV1);
+}
+
+/* Is the message in progress compressed and inflated here?  RSV1 without
+ * a ws_deflate_t (rsv_allowed set by hand) leaves the payload as it came,
+ * for a layer above to handle. */
+static int inflating(const ws_conn_t *c) {
+  return (c->msg_rsv & WS_RSV1) && c->deflate != NULL;
 }
 
 /* Applies the rules that need the connection's state to a parsed header
@@ -114,23 +126,33 @@ static int begin_frame(ws_conn_t *c, const ws_frame_header_t *h) {
       fail(c, 1002, "new message before the previous one ended");
       return -1;
     }
+    if (h->opcode != WS_OP_CONT) {
+      c->msg_opcode = h->opcode;
+      c->msg_rsv = h->rsv;
+      c->utf8 = WS_UTF8_INIT;
+      c->msg_wire = 0;
+    }
     /* §7.4.1, 1009: the limits are enforced from the header, before any
      * of the payload is received. */
     if (c->max_frame_size && h->len > c->max_frame_size) {
       fail(c, 1009, "frame too big");
       return -1;
     }
-    if (c->max_message_size &&
-        (so_far > c->max_message_size ||
-         h->len > c->max_message_size - so_far)) {
-      fail(c, 1009, "message too big");
-      return -1;
+    if (c->max_message_size) {
+      uint64_t max = c->max_message_size;
+      if (inflating(c)) {
+        /* A compressed message: the inflated size is checked as it is
+         * produced; here its compressed bytes, which deflate's framing
+         * may make slightly more than the inflated ones. */
+        so_far = c->msg_wire;
+        if (max < UINT64_MAX / 2) max += max / 32 + 1024;
+      }
+      if (so_far > max || h->len > max - so_far) {
+        fail(c, 1009, "message too big");
+        return -1;
+      }
     }
-    if (h->opcode != WS_OP_CONT) {
-      c->msg_opcode = h->opcode;
-      c->msg_rsv = h->rsv;
-      c->utf8 = WS_UTF8_INIT;
-    }
+    c->msg_wire += h->len;
   }
   c->fh = *h;
   c->remaining = h->len;
@@ -213,7 +235,8 @@ static int end_data_frame(ws_conn_t *c, const uint8_t *p, size_t n,
 
   if (!c->fh.fin) return 0;
   /* A text message must end at a character boundary (§8.1). */
-  if (text_checked(c) && c->utf8 != WS_UTF8_INIT) {
+  if ((text_checked(c) || (inflating(c) && c->msg_opcode == WS_OP_TEXT)) &&
+      c->utf8 != WS_UTF8_INIT) {
     fail(c, 1007, "invalid UTF-8 in text message");
     return -1;
   }
@@ -232,6 +255,44 @@ static int end_data_frame(ws_conn_t *c, const uint8_t *p, size_t n,
   emit(c, &ev);
   reset_message(c);
   return 0;
+}
+
+/* Inflates the next n payload bytes of a compressed message into the
+ * reassembly buffer (RFC 7692 §7.2.2), validating inflated text as it comes
+ * out.  Returns n, and sets *stop when parsing must end. */
+static size_t inflate_payload(ws_conn_t *c, const uint8_t *p, size_t n,
+                              int *stop) {
+  size_t before = WS_BUF_SIZE(&c->msg), got;
+  size_t limit = c->max_inflated_size ? c->max_inflated_size
+                                      : c->max_message_size;
+  int fin = c->fh.fin && c->remaining == 0;
+  int r = ws_deflate_inflate(c->deflate, p, n, fin, &c->msg, limit);
+
+  got = ws_deflate_last_out(c->deflate);
+  if (got && c->msg_opcode == WS_OP_TEXT &&
+      ws_utf8_validate(&c->utf8, WS_BUF_PTR(&c->msg) + before, got) ==
+          WS_UTF8_INVALID) {
+    fail(c, 1007, "invalid UTF-8 in text message");
+    *stop = 1;
+    return n;
+  }
+  if (r != 0) {
+    /* §7.4.1: 1009 for a message too big to process, 1007 for data that
+     * is not consistent with the message type (it does not inflate). */
+    if (r == WS_DEFLATE_ETOOBIG)
+      fail(c, 1009, "message too big");
+    else if (r == WS_DEFLATE_EDATA)
+      fail(c, 1007, "invalid compressed data");
+    else
+      fail(c, 1011, "out of memory");
+    *stop = 1;
+    return n;
+  }
+  if (c->remaining == 0) {
+    c->in_payload = 0;
+    *stop = end_data_frame(c, NULL, 0, 0) != 0;
+  }
+  return n;
 }
 
 /* Processes the next payload bytes of the current frame from p[0..avail).
@@ -262,6 +323,8 @@ static size_t payload(ws_conn_t *c, uint8_t *p, size_t avail, int *stop) {
     }
     return n;
   }
+
+  if (inflating(c)) return inflate_payload(c, p, n, stop);
 
   /* Data: validate text as soon as the bytes are unmasked, so a bad byte
    * fails the connection before the rest of the frame arrives (§8.1). */
@@ -301,6 +364,17 @@ void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
 void ws_conn_free(ws_conn_t *c) {
   ws_buf_free(&c->msg);
   ws_buf_free(&c->out);
+  ws_deflate_free(c->deflate);
+  c->deflate = NULL;
+}
+
+void ws_conn_set_deflate(ws_conn_t *c, ws_deflate_t *d) {
+  if (!d) return;
+  ws_deflate_free(c->deflate);
+  c->deflate = d;
+  /* RFC 7692 §6: the extension owns RSV1, the "Per-Message Compressed"
+   * bit. */
+  c->rsv_allowed |= WS_RSV1;
 }
 
 size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len) {
@@ -388,6 +462,36 @@ static int append_frame(ws_conn_t *c, int fin, int rsv, int opcode,
   return WS_CONN_OK;
 }
 
+/* Appends a compressed message (RFC 7692 §7.2.1) as one frame with RSV1.
+ * The payload is compressed straight into `out` after room for the longest
+ * header, then moved up against the header once its length is known. */
+static int append_compressed(ws_conn_t *c, int opcode, const void *p,
+                             size_t n) {
+  uint8_t hdr[WS_MAX_HEADER], key[4], *dst;
+  const uint8_t *mask = NULL;
+  size_t start = WS_BUF_SIZE(&c->out), zlen, hl;
+
+  if (c->role == WS_ROLE_CLIENT) {
+    if (RAND_bytes(key, sizeof key) != 1) return WS_CONN_ENOMEM;
+    mask = key;
+  }
+  if (ws_buf_reserve(&c->out, WS_MAX_HEADER, 0) != 0) return WS_CONN_ENOMEM;
+  c->out.len += WS_MAX_HEADER;
+  if (ws_deflate_compress(c->deflate, p, n, &c->out) != 0) {
+    /* `out` is back to the gap, which goes too. */
+    c->out.len -= WS_MAX_HEADER;
+    return WS_CONN_ENOMEM;
+  }
+  zlen = WS_BUF_SIZE(&c->out) - start - WS_MAX_HEADER;
+  hl = ws_frame_write_header(hdr, 1, WS_RSV1, opcode, mask, zlen);
+  dst = WS_BUF_PTR(&c->out) + start;
+  if (hl < WS_MAX_HEADER) memmove(dst + hl, dst + WS_MAX_HEADER, zlen);
+  memcpy(dst, hdr, hl);
+  c->out.len -= WS_MAX_HEADER - hl;
+  if (mask) ws_mask(dst + hl, zlen, mask, 0);
+  return WS_CONN_OK;
+}
+
 int ws_conn_send_frame(ws_conn_t *c, int fin, int rsv, int opcode,
                        const void *data, size_t len) {
   if (c->close_sent) return WS_CONN_ECLOSED;
@@ -414,9 +518,23 @@ int ws_conn_send_frame(ws_conn_t *c, int fin, int rsv, int opcode,
   return append_frame(c, fin ? 1 : 0, rsv, opcode, data, len);
 }
 
-int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len) {
+int ws_conn_send_ex(ws_conn_t *c, int opcode, const void *data, size_t len,
+                    int flags) {
   if (opcode == WS_OP_CONT) return WS_CONN_EINVAL;
+  if (flags & ~(WS_SEND_NO_COMPRESS | WS_SEND_COMPRESS)) return WS_CONN_EINVAL;
+  if (c->deflate && (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) &&
+      !(flags & WS_SEND_NO_COMPRESS) &&
+      ((flags & WS_SEND_COMPRESS) ||
+       ws_deflate_should_compress(c->deflate, len))) {
+    if (c->close_sent) return WS_CONN_ECLOSED;
+    if (len && !data) return WS_CONN_EINVAL;
+    return append_compressed(c, opcode, data, len);
+  }
   return ws_conn_send_frame(c, 1, 0, opcode, data, len);
+}
+
+int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len) {
+  return ws_conn_send_ex(c, opcode, data, len, 0);
 }
 
 int ws_conn_close(ws_conn_t *c, int code, const char *reason, size_t len) {

@@ -18,6 +18,18 @@
  * a failure, and the caller's messages) is appended to `out`, which the
  * transport drains: write WS_BUF_PTR(&c->out), WS_BUF_SIZE(&c->out) bytes,
  * then ws_buf_consume() what was written.
+ *
+ * permessage-deflate (RFC 7692): after the handshake agreed on it, the
+ * transport hands the connection a ws_deflate_t with ws_conn_set_deflate().
+ * From then on RSV1 on the first frame of a data message marks it
+ * compressed (§6.1; on a continuation or control frame it fails with
+ * 1002).  Compressed payloads are inflated as they arrive, bounded by the
+ * inflated size limit (1009 as soon as the output would pass it, before
+ * the memory is spent), corrupt data fails with 1007, and inflated text is
+ * validated as it comes out (1007 at the first bad byte).  Messages are
+ * delivered inflated.  ws_conn_send() compresses text and binary messages
+ * from the ws_deflate threshold up and sets RSV1; ws_conn_send_ex() can
+ * opt a message out (or in).
  */
 #ifndef UVWS_WS_CONN_H
 #define UVWS_WS_CONN_H
@@ -26,6 +38,7 @@
 #include <stdint.h>
 
 #include "ws_buf.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 typedef enum { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT = 1 } ws_role_t;
@@ -73,12 +86,30 @@ enum {
   WS_CONN_ENOMEM = -3
 };
 
+/* Flags of ws_conn_send_ex(). */
+enum {
+  /* Send this message uncompressed even if permessage-deflate is on and it
+   * is above the threshold (RFC 7692 §6: compression is per message). */
+  WS_SEND_NO_COMPRESS = 1,
+  /* Compress it even below the threshold (no effect without
+   * permessage-deflate). */
+  WS_SEND_COMPRESS = 2
+};
+
 typedef struct ws_conn {
   /* Configuration: set by ws_conn_init, may be changed before feeding. */
   uint8_t role;             /* ws_role_t */
   uint8_t rsv_allowed;      /* RSV bits an extension negotiated */
   size_t max_message_size;  /* 0: no limit */
   size_t max_frame_size;    /* 0: no limit */
+  /* Limit on the inflated size of a compressed message; 0: the same as
+   * max_message_size.  With permessage-deflate, max_message_size also
+   * bounds the compressed bytes of a message (plus 1/32 and 1 KiB of
+   * slack for deflate's framing), as node ws does. */
+  size_t max_inflated_size;
+  /* permessage-deflate streams, owned; NULL without the extension.  Set
+   * with ws_conn_set_deflate(). */
+  ws_deflate_t *deflate;
   ws_conn_event_fn on_event;
   void *ud;
 
@@ -98,6 +129,7 @@ typedef struct ws_conn {
   /* Message reassembly. */
   uint8_t msg_opcode;       /* opcode of the message in progress, or 0 */
   uint8_t msg_rsv;          /* RSV bits of its first frame */
+  uint64_t msg_wire;        /* compressed payload bytes of the message */
   uint32_t utf8;            /* ws_utf8 state of a text message */
   ws_buf_t msg;             /* fragments so far; freed after delivery */
 
@@ -113,7 +145,7 @@ typedef struct ws_conn {
 void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
                   void *ud);
 
-/* Frees the buffers; c may be initialized again. */
+/* Frees the buffers and the ws_deflate_t; c may be initialized again. */
 void ws_conn_free(ws_conn_t *c);
 
 /* Feeds received bytes, which may be modified in place (unmasking).
@@ -122,14 +154,29 @@ void ws_conn_free(ws_conn_t *c);
  * nothing and deliver nothing). */
 size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len);
 
+/* Turns permessage-deflate on with the streams d (from ws_deflate_new()
+ * with the agreed parameters and this side's role), before any frame is
+ * fed or sent.  The connection owns d from then on and frees it in
+ * ws_conn_free(); RSV1 is added to rsv_allowed.  A NULL d does nothing. */
+void ws_conn_set_deflate(ws_conn_t *c, ws_deflate_t *d);
+
 /* Appends a whole message or control frame (unfragmented).  A client masks
  * it with a fresh key from RAND_bytes.  opcode is WS_OP_TEXT, WS_OP_BINARY,
- * WS_OP_PING or WS_OP_PONG.  Returns a WS_CONN_* code. */
+ * WS_OP_PING or WS_OP_PONG.  With permessage-deflate, text and binary
+ * messages of at least the threshold are compressed (RSV1 set).  Returns a
+ * WS_CONN_* code. */
 int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len);
+
+/* ws_conn_send() with WS_SEND_* flags: WS_SEND_NO_COMPRESS sends the
+ * message as is, WS_SEND_COMPRESS compresses it whatever its size.
+ * Control frames are never compressed (RFC 7692 §6.1). */
+int ws_conn_send_ex(ws_conn_t *c, int opcode, const void *data, size_t len,
+                    int flags);
 
 /* Appends one frame of a fragmented message: the first with WS_OP_TEXT or
  * WS_OP_BINARY, the rest with WS_OP_CONT, the last with fin = 1.  `rsv`
- * as in ws_frame_write_header. */
+ * as in ws_frame_write_header.  Never compresses: a caller that sets RSV1
+ * supplies compressed payloads itself. */
 int ws_conn_send_frame(ws_conn_t *c, int fin, int rsv, int opcode,
                        const void *data, size_t len);
 

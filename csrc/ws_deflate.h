@@ -22,8 +22,11 @@
  * bytes), so with a 512-byte window its distances stay at or below 250 and
  * fit the peer's 256-byte window.  Inflate accepts windowBits 8 and uses
  * exactly the negotiated size: data from a peer that honours its window
- * always inflates, and data that refers further back than agreed fails with
- * WS_DEFLATE_EDATA (a 1007 close).
+ * always inflates.  Data that refers further back than agreed fails with
+ * WS_DEFLATE_EDATA (a 1007 close) when the bytes referred to are no longer
+ * in the window; zlib checks a distance only against what it holds, which
+ * includes the output of the current call, so such a violation may also go
+ * unnoticed, depending on how the input was split.
  *
  * Memory held per connection, in bytes (zlib 1.2.13, x86-64), measured by
  * bench/deflate_mem.c through the counting zalloc/zfree hooks

@@ -8,9 +8,14 @@
  * is cut into two messages and the seed of the chunk sizes.
  *
  * Inflate mode: the two messages go to two decompressors, one fed each
- * message in a single call and one in chunks; both must give the same
- * result and the same bytes, never more than limit + 1 of them, with
- * ws_deflate_last_out() adding up, and no zlib memory left after an error.
+ * message in a single call and one in chunks.  Neither gives more than
+ * limit + 1 bytes, ws_deflate_last_out() adds up, no zlib memory is left
+ * after an error, and the bytes agree up to where either stopped.  With
+ * window 15 the results must be identical; with a smaller window, data that
+ * refers further back than the window may fail in chunks and pass in one
+ * call (zlib checks a distance only against what it still holds, which in
+ * one call includes the whole output), so only valid data (round-trip
+ * mode) must agree there.
  * Round-trip mode: the two messages are compressed and must inflate back.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc \
@@ -122,14 +127,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(ws_deflate_last_out(one) == WS_BUF_SIZE(&a));
     rb = feed_chunked(chunked, msg, len, &b, limit, bytewise, &seed);
     CHECK(ra == 0 || ra == WS_DEFLATE_EDATA || ra == WS_DEFLATE_ETOOBIG);
-    CHECK(ra == rb);
+    CHECK(rb == 0 || rb == WS_DEFLATE_EDATA || rb == WS_DEFLATE_ETOOBIG);
+    if (bits == 15) CHECK(ra == rb);
     if (limit) {
       CHECK(WS_BUF_SIZE(&a) <= limit + 1);
       CHECK(WS_BUF_SIZE(&b) <= limit + 1);
       CHECK(a.cap <= limit + 1 && b.cap <= limit + 1);
       if (ra == 0) CHECK(WS_BUF_SIZE(&a) <= limit);
     }
-    if (ra == 0) {
+    if (ra == 0 && rb == 0) {
       CHECK(WS_BUF_SIZE(&a) == WS_BUF_SIZE(&b));
       CHECK(WS_BUF_SIZE(&a) == 0 ||
             memcmp(WS_BUF_PTR(&a), WS_BUF_PTR(&b), WS_BUF_SIZE(&a)) == 0);
@@ -139,13 +145,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       size_t k = WS_BUF_SIZE(&a) < WS_BUF_SIZE(&b) ? WS_BUF_SIZE(&a)
                                                    : WS_BUF_SIZE(&b);
       CHECK(k == 0 || memcmp(WS_BUF_PTR(&a), WS_BUF_PTR(&b), k) == 0);
-      CHECK(ws_deflate_memory(one) == base);
-      CHECK(ws_deflate_memory(chunked) == base);
+      if (ra != 0) CHECK(ws_deflate_memory(one) == base);
+      if (rb != 0) CHECK(ws_deflate_memory(chunked) == base);
     }
     if (no_ctx) CHECK(ws_deflate_memory(one) == base);
     ws_buf_free(&a);
     ws_buf_free(&b);
-    if (ra != 0) break; /* the connection would be failed */
+    if (ra != 0 || rb != 0) break; /* the connection would be failed */
   }
   ws_deflate_free(one);
   ws_deflate_free(chunked);
