@@ -46,6 +46,7 @@ typedef struct io_limits {
   uint64_t pong_timeout;
   size_t send_high_water;   /* on_drain fires when the queue falls below */
   size_t max_connections;   /* beyond it, requests get 503 */
+  int reuseport;            /* listen with SO_REUSEPORT */
 } io_limits_t;
 
 /* A parsed request handed up.  Slices point into connection memory that

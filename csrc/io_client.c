@@ -194,6 +194,7 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   io__conn_list_add(c);
   c->phase = IO_CONNECTING;
   c->handed_up = 1; /* the layer above holds it from the start */
+  uv_update_time(loop->uv); /* we may be called outside the loop */
   c->last_recv = uv_now(loop->uv);
   if (cl->lim.handshake_timeout)
     c->deadline_http = c->last_recv + cl->lim.handshake_timeout;

@@ -22,7 +22,12 @@
 #define KEEP_BUF_CAP 4096
 #define LINGER_MS 2000
 
-static uint64_t now_ms(io_conn_t *c) { return uv_now(c->loop->uv); }
+/* The loop's clock, refreshed: these functions are also called from Lua
+ * code running outside the loop, where the cached time may be old. */
+static uint64_t now_ms(io_conn_t *c) {
+  uv_update_time(c->loop->uv);
+  return uv_now(c->loop->uv);
+}
 
 void io__conn_mark_dirty(io_conn_t *c) {
   if (c->is_dirty || c->phase == IO_CLOSING) return;

@@ -1,8 +1,12 @@
 /*
  * io_server: listening sockets and accepting connections.
  */
+#define _DEFAULT_SOURCE 1 /* SO_REUSEPORT */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "io_internal.h"
 
@@ -86,7 +90,24 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
   if (tls) io_tls_ctx_ref(tls);
   uv_tcp_init(loop->uv, &s->tcp);
   s->tcp.data = s;
-  r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+  if (limits->reuseport) {
+    /* libuv of Debian 12 has no UV_TCP_REUSEPORT: make the socket here,
+     * so several processes can each listen on the port. */
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0) {
+      r = uv_translate_sys_error(errno);
+    } else if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+               setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one)) {
+      r = uv_translate_sys_error(errno);
+      close(fd);
+    } else if ((r = uv_tcp_open(&s->tcp, fd)) != 0) {
+      close(fd);
+    }
+    if (!r) r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+  } else {
+    r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
+  }
   if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
   if (r) {
     *err = r;

@@ -337,6 +337,14 @@ static void tls_fail(io_conn_t *c, int ret) {
     snprintf(msg, sizeof msg, "TLS error (%d)", SSL_get_error(t->ssl, ret));
   }
   ERR_clear_error();
+  /* Send the alert OpenSSL queued (e.g. "certificate required") before
+   * closing, so the peer learns why; best effort, without waiting. */
+  char *p;
+  long pending = BIO_get_mem_data(t->out, &p);
+  if (pending > 0 && !c->writing) {
+    uv_buf_t b = uv_buf_init(p, (unsigned)pending);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
   io_conn_abort(c, 1006, msg);
 }
 

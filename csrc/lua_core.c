@@ -11,13 +11,19 @@
  * While a connection is open a registry reference keeps its userdata
  * alive; the reference is dropped in on_closed, where the box is emptied.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "io.h"
+#include "uvws.h"
 #include "ws_utf8.h"
 
 #define CTX_KEY "uvws.ctx"
@@ -33,14 +39,23 @@ enum {
   EV_CLOSED = 4,  /* obj, code, reason */
   EV_TIMER = 5,   /* */
   EV_DRAIN = 6,   /* obj */
-  EV_RESPONSE = 7 /* obj, status, headers, error name or nil, protocol */
+  EV_RESPONSE = 7, /* obj, status, headers, error name or nil, protocol */
+  EV_SIGNAL = 8    /* signum */
 };
+
+#define MAX_SIGNALS 8
 
 typedef struct l_ctx {
   io_loop_t *loop;
-  lua_State *L;     /* the thread running the loop, during run/step */
+  lua_State *L;     /* the thread events run on: the one in run/step, else
+                       the main thread (a host driving the loop itself) */
+  lua_State *main;
   int dispatch_ref;
   int running;
+  uv_timer_t budget; /* bounds the wait of step(budget) */
+  int budget_init;
+  uv_signal_t sig[MAX_SIGNALS];
+  int nsig;
 } l_ctx_t;
 
 typedef struct l_server {
@@ -250,27 +265,130 @@ static int l_set_dispatch(lua_State *L) {
   return 0;
 }
 
-static int run_mode(lua_State *L, uv_run_mode mode) {
-  l_ctx_t *ctx = get_ctx(L);
+static void on_budget(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop in `mode`.  With budget_ms > 0 (UV_RUN_ONCE), a timer
+ * bounds how long the turn may wait for events. */
+static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
+                    int64_t budget_ms) {
   if (ctx->running)
     return luaL_error(L, "uvws: the loop is already running "
                          "(run/step called from inside a handler)");
   ctx->running = 1;
   ctx->L = L;
   io_loop_flush(ctx->loop);
+  if (budget_ms > 0) {
+    if (!ctx->budget_init) {
+      uv_timer_init(ctx->loop->uv, &ctx->budget);
+      uv_unref((uv_handle_t *)&ctx->budget);
+      ctx->budget_init = 1;
+    }
+    uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
+  }
   int alive = uv_run(ctx->loop->uv, mode);
+  if (budget_ms > 0) uv_timer_stop(&ctx->budget);
   io_loop_flush(ctx->loop);
   ctx->running = 0;
+  ctx->L = ctx->main;
   lua_pushboolean(L, alive);
   return 1;
 }
 
-static int l_run(lua_State *L) { return run_mode(L, UV_RUN_DEFAULT); }
-static int l_run_once(lua_State *L) { return run_mode(L, UV_RUN_ONCE); }
-static int l_step(lua_State *L) { return run_mode(L, UV_RUN_NOWAIT); }
+static int l_run(lua_State *L) {
+  return run_loop(L, get_ctx(L), UV_RUN_DEFAULT, 0);
+}
 
+static int l_run_once(lua_State *L) {
+  return run_loop(L, get_ctx(L), UV_RUN_ONCE, 0);
+}
+
+/* step([budget_ms]): one turn; without a budget it never blocks, with one
+ * it waits for events at most that long. */
+static int l_step(lua_State *L) {
+  lua_Number b = luaL_optnumber(L, 1, 0);
+  int64_t ms = b > 0 ? (int64_t)b : 0;
+  return run_loop(L, get_ctx(L), ms > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT, ms);
+}
+
+/* ---- processes: fork, signals, wait (for uvws.workers) --------------------- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  l_ctx_t *ctx = h->data;
+  lua_State *L = begin_event(ctx->loop);
+  if (!L) return;
+  lua_pushinteger(L, EV_SIGNAL);
+  lua_pushinteger(L, signum);
+  end_event(L, 2);
+}
+
+/* signal(signum): deliver EV_SIGNAL events for signum (the handle does not
+ * keep the loop alive). */
+static int l_signal(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  int signum = (int)luaL_checkinteger(L, 1);
+  for (int i = 0; i < ctx->nsig; i++)
+    if (ctx->sig[i].signum == signum) return 0;
+  if (ctx->nsig == MAX_SIGNALS) return luaL_error(L, "uvws: too many signals");
+  uv_signal_t *h = &ctx->sig[ctx->nsig];
+  uv_signal_init(ctx->loop->uv, h);
+  h->data = ctx;
+  int r = uv_signal_start(h, on_signal, signum);
+  if (r) {
+    uv_close((uv_handle_t *)h, NULL);
+    return uv_fail(L, r);
+  }
+  uv_unref((uv_handle_t *)h);
+  ctx->nsig++;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* fork() -> pid in the parent, 0 in the child (whose loop is reinitialised
+ * with uv_loop_fork), or nil, message, name. */
+static int l_fork(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  if (ctx->running)
+    return luaL_error(L, "uvws: fork must be called outside the loop");
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return uv_fail(L, uv_translate_sys_error(errno));
+  if (pid == 0) {
+    int r = uv_loop_fork(ctx->loop->uv);
+    if (r) return uv_fail(L, r);
+  }
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* wait() -> pid, exit code, signal  of a finished child, or nothing. */
+static int l_wait(lua_State *L) {
+  int status;
+  pid_t pid = waitpid(-1, &status, WNOHANG);
+  if (pid <= 0) return 0;
+  lua_pushinteger(L, pid);
+  lua_pushinteger(L, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  lua_pushinteger(L, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return 3;
+}
+
+static int l_kill(lua_State *L) {
+  int r = uv_kill((int)luaL_checkinteger(L, 1), (int)luaL_optinteger(L, 2, SIGTERM));
+  if (r) return uv_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_exit(lua_State *L) {
+  fflush(NULL);
+  _exit((int)luaL_optinteger(L, 1, 0));
+  return 0;
+}
+
+/* Stops a running loop; outside the loop it does nothing (uv_stop would
+ * make the next run return at once). */
 static int l_stop(lua_State *L) {
-  uv_stop(get_ctx(L)->loop->uv);
+  l_ctx_t *ctx = get_ctx(L);
+  if (ctx->running) uv_stop(ctx->loop->uv);
   return 0;
 }
 
@@ -455,7 +573,8 @@ static int l_tls_gc(lua_State *L) {
   return 0;
 }
 
-/* listen(host, port, backlog, limits, want_requests, tls) -> server */
+/* listen(host, port, backlog, limits, want_requests, tls, reuseport)
+ * -> server */
 static int l_listen(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   const char *host = luaL_checkstring(L, 1);
@@ -474,6 +593,7 @@ static int l_listen(lua_State *L) {
   io_tls_ctx_t *tls = NULL;
   if (!lua_isnoneornil(L, 6))
     tls = ((l_tls_t *)luaL_checkudata(L, 6, TLS_MT))->ctx;
+  lim.reuseport = lua_toboolean(L, 7);
   io_server_t *s = io_server_listen(ctx->loop, host, port, backlog, &lim,
                                     tls, &err);
   if (!s) return uv_fail(L, err);
@@ -806,6 +926,11 @@ static const luaL_Reg funcs[] = {
   {"connect", l_connect},
   {"tls_context", l_tls_context},
   {"run", l_run},
+  {"signal", l_signal},
+  {"fork", l_fork},
+  {"wait", l_wait},
+  {"kill", l_kill},
+  {"exit", l_exit},
   {"run_once", l_run_once},
   {"step", l_step},
   {"stop", l_stop},
@@ -831,7 +956,56 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *meth,
   lua_pop(L, 1);
 }
 
+/* The loop to run on: one a host handed over (uvws_open, or the registry
+ * field "uvws.uv_loop"), luv's when luv was loaded first (luv keeps a
+ * context whose first field is its loop under "luv_context"), or NULL for
+ * a loop of our own. */
+static uv_loop_t *host_loop(lua_State *L) {
+  uv_loop_t *loop = NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, UVWS_LOOP_KEY);
+  if (lua_islightuserdata(L, -1)) loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (loop) return loop;
+  lua_getfield(L, LUA_REGISTRYINDEX, "luv_context");
+  if (lua_isuserdata(L, -1)) {
+    uv_loop_t **first = lua_touserdata(L, -1);
+    if (first) loop = *first;
+  }
+  lua_pop(L, 1);
+  return loop;
+}
+
 int luaopen_uvws_core(lua_State *L);
+
+int uvws_open(lua_State *L, uv_loop_t *loop) {
+  if (loop) {
+    lua_pushlightuserdata(L, loop);
+    lua_setfield(L, LUA_REGISTRYINDEX, UVWS_LOOP_KEY);
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "uvws");
+  return lua_pcall(L, 1, 1, 0);
+}
+
+int uvws_step(lua_State *L, int budget_ms) {
+  l_ctx_t *ctx = get_ctx(L);
+  if (!ctx || !ctx->loop || ctx->running) return -1;
+  ctx->running = 1;
+  io_loop_flush(ctx->loop);
+  if (budget_ms > 0) {
+    if (!ctx->budget_init) {
+      uv_timer_init(ctx->loop->uv, &ctx->budget);
+      uv_unref((uv_handle_t *)&ctx->budget);
+      ctx->budget_init = 1;
+    }
+    uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
+  }
+  int alive = uv_run(ctx->loop->uv, budget_ms > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  if (budget_ms > 0) uv_timer_stop(&ctx->budget);
+  io_loop_flush(ctx->loop);
+  ctx->running = 0;
+  return alive;
+}
 
 int luaopen_uvws_core(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
@@ -846,9 +1020,12 @@ int luaopen_uvws_core(lua_State *L) {
     lua_setmetatable(L, -2);
     io_callbacks_t cb = {on_request, on_message, on_pong, on_drain,
                          on_closed, on_response, on_timer};
-    ctx->loop = io_loop_new(NULL, &cb);
+    ctx->loop = io_loop_new(host_loop(L), &cb);
     if (!ctx->loop) return luaL_error(L, "uvws: cannot create the loop");
     ctx->loop->data = ctx;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    ctx->main = ctx->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
   } else {
     lua_pop(L, 1);
@@ -874,5 +1051,15 @@ int luaopen_uvws_core(lua_State *L) {
   lua_setfield(L, -2, "EV_DRAIN");
   lua_pushinteger(L, EV_RESPONSE);
   lua_setfield(L, -2, "EV_RESPONSE");
+  lua_pushinteger(L, EV_SIGNAL);
+  lua_setfield(L, -2, "EV_SIGNAL");
+  lua_pushinteger(L, SIGTERM);
+  lua_setfield(L, -2, "SIGTERM");
+  lua_pushinteger(L, SIGINT);
+  lua_setfield(L, -2, "SIGINT");
+  lua_pushinteger(L, SIGCHLD);
+  lua_setfield(L, -2, "SIGCHLD");
+  lua_pushinteger(L, SIGKILL);
+  lua_setfield(L, -2, "SIGKILL");
   return 1;
 }

@@ -22,9 +22,12 @@ M.sleep = sched.sleep
 M.now = sched.now
 M.origin_allowed = request.origin_allowed
 
-local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE =
+local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE, EV_SIGNAL =
   core.EV_REQUEST, core.EV_MESSAGE, core.EV_PONG, core.EV_CLOSED,
-  core.EV_TIMER, core.EV_DRAIN, core.EV_RESPONSE
+  core.EV_TIMER, core.EV_DRAIN, core.EV_RESPONSE, core.EV_SIGNAL
+
+local signal_handlers = {}   -- signum -> function
+local live_servers = setmetatable({}, { __mode = "k" })
 
 -- Default limits, named the same for servers and clients.  Sizes are
 -- bytes, times seconds; false or 0 disables.
@@ -715,6 +718,12 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
     if getmetatable(obj) == WS then ws_on_response(obj, a, b, c, d) end
   elseif ev == EV_PONG then
     if getmetatable(obj) == WS then ws_on_pong(obj, a) end
+  elseif ev == EV_SIGNAL then
+    local h = signal_handlers[obj]
+    if h then
+      local ok, err = pcall(h, obj)
+      if not ok then default_on_error(err) end
+    end
   elseif ev == EV_DRAIN then
     if getmetatable(obj) == WS then
       local drains = obj._drain_waiters
@@ -840,6 +849,9 @@ local function client_tls(t)
   if t.insecure ~= nil and t.insecure ~= true and t.insecure ~= false then
     error("uvws.connect: tls.insecure must be true or false", 4)
   end
+  if (t.cert == nil) ~= (t.key == nil) then
+    error("uvws.connect: tls.cert and tls.key go together", 4)
+  end
   return core.tls_context(false, t)
 end
 
@@ -957,7 +969,7 @@ function M.listen(opts)
     if not tls then return nil, terr, tname end
   end
   local cs, err, name = core.listen(host, opts.port or 8080, opts.backlog or 511,
-    limits_table(o), opts.on_request ~= nil, tls)
+    limits_table(o), opts.on_request ~= nil, tls, opts.reuseport and true or false)
   if not cs then return nil, err, name end
   local srv = setmetatable({
     _c = cs,
@@ -975,6 +987,7 @@ function M.listen(opts)
     _topics = {},
   }, Server)
   cs:bind(srv)   -- the C server keeps srv alive until it is closed
+  live_servers[srv] = true
   return srv
 end
 
@@ -1074,9 +1087,122 @@ function M.run()
   return core.run()
 end
 
---- Runs one non-blocking turn of the loop (for hosts with a frame loop).
-function M.step()
-  return core.step()
+--- Runs one turn of the loop, for a host with its own frame loop: with no
+-- budget it never blocks; with budget_ms > 0 it waits at most that long
+-- for an event.  Returns true while handles are active.
+function M.step(budget_ms)
+  if budget_ms ~= nil and (type(budget_ms) ~= "number" or budget_ms < 0) then
+    error("uvws.step: budget must be a non-negative number of milliseconds", 2)
+  end
+  return core.step(budget_ms)
+end
+
+--- Calls fn(signum) on the loop when the process receives `signum` (a
+-- number, or "SIGTERM", "SIGINT").  Pass nil to remove the handler.
+function M.on_signal(signum, fn)
+  if type(signum) == "string" then signum = core[signum] end
+  if math.type(signum) ~= "integer" then error("uvws.on_signal: unknown signal", 2) end
+  if fn ~= nil and type(fn) ~= "function" then error("uvws.on_signal: fn must be a function", 2) end
+  signal_handlers[signum] = fn
+  if fn then return core.signal(signum) end
+  return true
+end
+
+--- Gracefully shuts down every open server of this process.
+function M.shutdown_all(timeout)
+  local list = {}
+  for srv in pairs(live_servers) do
+    if not srv._closing then list[#list + 1] = srv end
+  end
+  for _, srv in ipairs(list) do
+    if coroutine.isyieldable() then
+      srv:shutdown(timeout)
+    else
+      srv._closing = true
+      srv._c:shutdown(1001, timeout or srv.opts.close_timeout or 5)
+    end
+  end
+end
+
+--- Runs `n` worker processes, each calling main(i) in a fresh fork and then
+-- running its loop; main should listen with reuseport = true so that every
+-- worker accepts on the same port.  The calling process supervises: a
+-- worker that exits abnormally is restarted (after `restart_delay`
+-- seconds, default 1); on SIGTERM or SIGINT every worker gets SIGTERM,
+-- shuts its servers down gracefully (within `grace` seconds, default 5),
+-- and workers() returns once all have exited.  Call it outside any loop.
+-- @return true  or  nil, message, name
+function M.workers(n, main, opts)
+  if math.type(n) ~= "integer" or n < 1 then error("uvws.workers: n must be a positive integer", 2) end
+  if type(main) ~= "function" then error("uvws.workers: main must be a function", 2) end
+  opts = opts or {}
+  local grace = opts.grace or 5
+  local restart_delay = opts.restart_delay or 1
+  local children, count, stopping = {}, 0, false
+
+  local function start(i)
+    local pid, err, name = core.fork()
+    if not pid then return nil, err, name end
+    if pid == 0 then
+      -- The worker.
+      M.worker_index = i
+      signal_handlers = {}
+      local function stop() M.shutdown_all(grace) end
+      M.on_signal("SIGTERM", stop)
+      M.on_signal("SIGINT", stop)
+      local ok, e = xpcall(main, debug.traceback, i)
+      if not ok then
+        io.stderr:write("uvws worker ", i, ": ", tostring(e), "\n")
+        core.exit(1)
+      end
+      core.run()
+      core.exit(0)
+    end
+    children[pid] = i
+    count = count + 1
+    return pid
+  end
+
+  for i = 1, n do
+    local ok, err, name = start(i)
+    if not ok then return nil, err, name end
+  end
+  local function stop_all()
+    if stopping then return end
+    stopping = true
+    for pid in pairs(children) do core.kill(pid, core.SIGTERM) end
+    -- Workers that outlive the grace period are killed.
+    sched.add_timer(grace + 2, function()
+      for pid in pairs(children) do core.kill(pid, core.SIGKILL) end
+    end)
+  end
+  M.on_signal("SIGTERM", stop_all)
+  M.on_signal("SIGINT", stop_all)
+  M.stop_workers = stop_all
+  M.spawn(function()
+    while count > 0 do
+      local pid, code, sig = core.wait()
+      while pid do
+        local i = children[pid]
+        if i then
+          children[pid] = nil
+          count = count - 1
+          if not stopping and (code ~= 0 or sig ~= 0) then
+            io.stderr:write(string.format("uvws: worker %d (pid %d) died (%s); restarting\n",
+              i, pid, sig ~= 0 and ("signal " .. sig) or ("exit " .. code)))
+            sched.sleep(restart_delay)
+            if not stopping then start(i) end
+          end
+        end
+        pid, code, sig = core.wait()
+      end
+      if count > 0 then sched.sleep(0.05) end
+    end
+  end)
+  core.run()
+  M.on_signal("SIGTERM", nil)
+  M.on_signal("SIGINT", nil)
+  return true
 end
 
 --- Makes uvws.run() return after the current turn.
