@@ -280,9 +280,10 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
   if (budget_ms > 0) {
     if (!ctx->budget_init) {
       uv_timer_init(ctx->loop->uv, &ctx->budget);
-      uv_unref((uv_handle_t *)&ctx->budget);
       ctx->budget_init = 1;
     }
+    /* Referenced while it runs, so the turn waits even with nothing
+     * else active. */
     uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
   }
   int alive = uv_run(ctx->loop->uv, mode);
@@ -995,7 +996,6 @@ int uvws_step(lua_State *L, int budget_ms) {
   if (budget_ms > 0) {
     if (!ctx->budget_init) {
       uv_timer_init(ctx->loop->uv, &ctx->budget);
-      uv_unref((uv_handle_t *)&ctx->budget);
       ctx->budget_init = 1;
     }
     uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);

@@ -1140,6 +1140,7 @@ function M.workers(n, main, opts)
   local restart_delay = opts.restart_delay or 1
   local children, count, stopping = {}, 0, false
 
+  -- Forks happen only between loop turns, never inside a callback.
   local function start(i)
     local pid, err, name = core.fork()
     if not pid then return nil, err, name end
@@ -1165,41 +1166,53 @@ function M.workers(n, main, opts)
 
   for i = 1, n do
     local ok, err, name = start(i)
-    if not ok then return nil, err, name end
+    if not ok then
+      for pid in pairs(children) do core.kill(pid, core.SIGTERM) end
+      return nil, err, name
+    end
   end
+  local kill_at
   local function stop_all()
     if stopping then return end
     stopping = true
     for pid in pairs(children) do core.kill(pid, core.SIGTERM) end
-    -- Workers that outlive the grace period are killed.
-    sched.add_timer(grace + 2, function()
-      for pid in pairs(children) do core.kill(pid, core.SIGKILL) end
-    end)
+    kill_at = sched.now() + grace + 2
   end
   M.on_signal("SIGTERM", stop_all)
   M.on_signal("SIGINT", stop_all)
   M.stop_workers = stop_all
-  M.spawn(function()
-    while count > 0 do
-      local pid, code, sig = core.wait()
-      while pid do
-        local i = children[pid]
-        if i then
-          children[pid] = nil
-          count = count - 1
-          if not stopping and (code ~= 0 or sig ~= 0) then
-            io.stderr:write(string.format("uvws: worker %d (pid %d) died (%s); restarting\n",
-              i, pid, sig ~= 0 and ("signal " .. sig) or ("exit " .. code)))
-            sched.sleep(restart_delay)
-            if not stopping then start(i) end
-          end
+  local restart_at = {}
+  while count > 0 or (not stopping and next(restart_at)) do
+    core.step(100)
+    local pid, code, sig = core.wait()
+    while pid do
+      local i = children[pid]
+      if i then
+        children[pid] = nil
+        count = count - 1
+        if not stopping and (code ~= 0 or sig ~= 0) then
+          io.stderr:write(string.format("uvws: worker %d (pid %d) died (%s); restarting\n",
+            i, pid, sig ~= 0 and ("signal " .. sig) or ("exit " .. code)))
+          restart_at[i] = sched.now() + restart_delay
         end
-        pid, code, sig = core.wait()
       end
-      if count > 0 then sched.sleep(0.05) end
+      pid, code, sig = core.wait()
     end
-  end)
-  core.run()
+    local now = sched.now()
+    for i, t in pairs(restart_at) do
+      if stopping then
+        restart_at[i] = nil
+      elseif now >= t then
+        restart_at[i] = nil
+        start(i)
+      end
+    end
+    if kill_at and now >= kill_at then
+      -- Workers that outlive the grace period are killed.
+      for p in pairs(children) do core.kill(p, core.SIGKILL) end
+      kill_at = nil
+    end
+  end
   M.on_signal("SIGTERM", nil)
   M.on_signal("SIGINT", nil)
   return true
