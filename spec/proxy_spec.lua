@@ -226,6 +226,17 @@ describe("through an HTTP CONNECT proxy (tinyproxy):", function()
     assert.equal(before + 1, proxy.connects(target))
   end)
 
+  it("uvws inspect works through the proxy and explains a refused tunnel", function()
+    local out, code = sh("lua5.4 bin/uvws inspect --proxy " .. proxy.url .. " ws://" .. target .. "/")
+    assert.equal(0, code, out)
+    assert.matches("< HTTP/1%.1 101 Switching Protocols", out)
+    assert.matches("Verdict: OK", out)
+    out, code = sh("lua5.4 bin/uvws inspect --proxy " .. proxy.url .. " " .. raw.url .. "/ok")
+    assert.equal(1, code, out)
+    assert.matches("FAIL the proxy refused the CONNECT request with status 403", out)
+    assert.matches("Verdict: FAILED %(EPROXY%)", out)
+  end)
+
   it("no_proxy and --no-proxy bypass it", function()
     local dead = "http://127.0.0.1:" .. free_port()
     -- With a dead proxy and no bypass, the connection fails ...

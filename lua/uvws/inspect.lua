@@ -325,7 +325,9 @@ local CONNECT_HINTS = {
   closed = "The server closed the connection without answering: often a TLS port " ..
     "spoken to in plain text (try wss://), or a server that drops requests it dislikes.",
   ECONNRESET = "The server reset the connection without answering.",
-  EPROXY = "The HTTP proxy refused the CONNECT request.",
+  EPROXY = "The HTTP proxy refused to open a tunnel to the server (403: the port or " ..
+    "host is not allowed; 407: the proxy wants credentials, as in " ..
+    "http://user:password@proxy:port). --no-proxy bypasses $http_proxy.",
   ECERT = "The server's certificate did not verify. For a private CA pass it with " ..
     "--ca FILE; --insecure looks anyway without verifying anything.",
   ETLS = "The TLS handshake failed: often wss:// to a port that speaks plain HTTP " ..
@@ -359,6 +361,12 @@ function M.run(url, opts)
       close_timeout = math.min(timeout, 2), pong_timeout = timeout,
     })
     resp = ws and ws.response or resp
+    if resp and (name == "EPROXY" or not resp.raw or resp.raw == "") then
+      -- No answer from the server itself (the proxy refused the tunnel,
+      -- or the connection ended before a response head).
+      hop.status = resp.status
+      resp = nil
+    end
     if resp then
       hop.request, hop.response, hop.key = resp.request_raw, resp.raw, resp.key
       hop.status = resp.status
