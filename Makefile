@@ -75,3 +75,18 @@ lint:
 
 clean:
 	rm -rf $(BUILD)
+
+# ===========================================================================
+# Benchmarks (issue 6): bench/run.sh drives ../shared/tools/wsbench against
+# examples/echo_server.lua and, in the same run, the tcpecho ceiling, node ws
+# and Python websockets; results in build/bench/<UTC time>/ (results.jsonl,
+# table.md), the plot in docs/bench.png.  bench/PROFILE.md: where time goes.
+#
+#   make bench                   REPS=3 runs of SECS=10 per cell (about 45 min)
+#   make bench SECS=2 REPS=1     a quick run (a few minutes)
+#   make bench WSBENCH=DIR       wsbench sources elsewhere than ../shared/tools/wsbench
+# ===========================================================================
+.PHONY: bench
+
+bench: all
+	bash bench/run.sh
