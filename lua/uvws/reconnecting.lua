@@ -294,8 +294,11 @@ function R:send(data, kind, timeout)
   while true do
     if self.state == "closed" then return final_error(self) end
     if is_open(self) then
-      local ok = self.ws:send(data, kind)
+      local ok, err, name = self.ws:send(data, kind)
       if ok then return true end
+      -- A connection that is closing means: wait for the next one.  Any
+      -- other failure (backpressure) is the caller's to know about.
+      if name ~= "closed" then return nil, err, name end
     end
     if self._o.queue == "error" then return nil, "not connected", "disconnected" end
     if deadline and remaining(deadline) <= 0 then
