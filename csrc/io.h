@@ -134,6 +134,7 @@ enum {
   IO_HTTP_STREAM,     /* a streaming answer: input is discarded, EOF ends */
   IO_HTTP_CLOSE,      /* an HTTP answer is being flushed, then close */
   IO_WS,              /* upgraded */
+  IO_RAW,             /* client: a plain TCP stream, bytes handed up as is */
   IO_DRAIN,           /* all sent and FIN sent: discard input until EOF */
   IO_CLOSING          /* uv_close called */
 };
@@ -227,6 +228,10 @@ typedef struct io_client_opts {
                                 proxy, TLS and the upgrade */
   io_tls_ctx_t *tls;      /* wss: a client TLS context, or NULL */
   const char *servername; /* the name to verify and send as SNI */
+  int raw;                /* no HTTP, no WebSocket: a TCP (or TLS)
+                             stream; on_response(c, NULL, WS_HS_OK, ...)
+                             says it is connected, on_message (opcode 0)
+                             delivers the bytes */
 } io_client_opts_t;
 
 #define IO_EPROXY (-100)
@@ -293,6 +298,9 @@ void io_conn_want_drain(io_conn_t *c);
  * in HTTP with nothing more, and give every peer `timeout_ms` to close
  * before its connection is cut. */
 void io_server_shutdown(io_server_t *s, int code, uint64_t timeout_ms);
+
+/* Raw streams: closes once everything queued is written. */
+void io_conn_end(io_conn_t *c);
 
 /* Stops or restarts reading from the socket (receive backpressure). */
 void io_conn_pause(io_conn_t *c, int paused);

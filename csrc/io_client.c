@@ -28,6 +28,7 @@ typedef struct io_client {
   size_t response_len;
   uint8_t resolving;
   uint8_t connecting;
+  uint8_t raw;
 } io_client_t;
 
 static void client_free(io_client_t *cl) {
@@ -92,6 +93,21 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   cl->t_connected = uv_hrtime();
+  if (cl->raw) {
+    c->phase = IO_RAW;
+    c->deadline_http = 0;
+    io__conn_arm(c);
+    if (cl->tls && io__tls_start(c, cl->tls, cl->servername) != 0) {
+      io_conn_abort(c, 1006, "cannot start TLS");
+      return;
+    }
+    ws_slice_t none = {NULL, 0};
+    if (c->loop->cb.on_response && !c->loop->closing)
+      c->loop->cb.on_response(c, NULL, WS_HS_OK, none);
+    if (c->phase == IO_CLOSING) return;
+    io__conn_start(c);
+    return;
+  }
   if (WS_BUF_SIZE(&cl->proxy)) {
     c->phase = IO_PROXY_HEAD;
     io_conn_write(c, WS_BUF_PTR(&cl->proxy), WS_BUF_SIZE(&cl->proxy));
@@ -162,6 +178,7 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   char port[16];
   if (!c || !cl) goto nomem;
   cl->lim = *o->limits;
+  cl->raw = o->raw ? 1 : 0;
   if (!cl->lim.max_head_size) cl->lim.max_head_size = WS_HTTP_MAX_HEAD;
   if (!cl->lim.max_headers) cl->lim.max_headers = WS_HTTP_MAX_HEADERS;
   cl->host = strdup(o->host);

@@ -443,6 +443,12 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
   return 0;
 }
 
+void io_conn_end(io_conn_t *c) {
+  if (!c || c->phase != IO_RAW) return;
+  c->close_after_flush = 1;
+  io__conn_mark_dirty(c);
+}
+
 int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
   int r = ws_conn_send(&c->ws, opcode, data, len);
@@ -495,6 +501,10 @@ static void process(io_conn_t *c, uint8_t *data, size_t n) {
   }
   case IO_WS:
     ws_input(c, data, n);
+    break;
+  case IO_RAW:
+    if (c->loop->cb.on_message && !c->loop->closing)
+      c->loop->cb.on_message(c, 0, data, n);
     break;
   default:
     break; /* IO_DRAIN and the rest: discard */

@@ -236,8 +236,9 @@ static void on_response(io_conn_t *c, const ws_http_response_t *res,
   if (!box || !(L = begin_event(c->loop))) return;
   lua_pushinteger(L, EV_RESPONSE);
   push_conn_obj(L, box);
-  lua_pushinteger(L, res->status);
-  push_headers(L, res->headers, res->num_headers);
+  lua_pushinteger(L, res ? res->status : 0);
+  if (res) push_headers(L, res->headers, res->num_headers);
+  else lua_newtable(L);
   if (result == WS_HS_OK) lua_pushnil(L);
   else if (result == IO_EPROXY) lua_pushliteral(L, "EPROXY");
   else lua_pushstring(L, ws_handshake_errname(result));
@@ -492,6 +493,11 @@ static int l_connect(lua_State *L) {
   lua_getfield(L, 1, "port");
   o.port = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
+  lua_getfield(L, 1, "raw");
+  o.raw = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (o.raw && !o.host_header) o.host_header = o.host;
+  if (o.raw && !o.target) o.target = "/";
   if (!o.host || !o.host_header || !o.target)
     return luaL_error(L, "uvws.core.connect: host, host_header and target "
                          "are required");
@@ -504,6 +510,7 @@ static int l_connect(lua_State *L) {
   if (!lua_isnil(L, -1)) o.tls = ((l_tls_t *)luaL_checkudata(L, -1, TLS_MT))->ctx;
   lua_pop(L, 1); /* the options table keeps the context alive */
   o.servername = opt_str(L, 1, "servername", NULL);
+
 
   l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
   box->c = NULL;
@@ -771,6 +778,12 @@ static int l_conn_close(lua_State *L) {
   return send_result(L, io_conn_close(box->c, code, reason, n));
 }
 
+static int l_conn_end(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  io_conn_end(box->c);
+  return 0;
+}
+
 static int l_conn_abort(lua_State *L) {
   l_conn_t *box = check_conn(L);
   if (box->c)
@@ -911,6 +924,7 @@ static const luaL_Reg conn_meth[] = {
   {"ping", l_conn_ping},
   {"close", l_conn_close},
   {"abort", l_conn_abort},
+  {"end_stream", l_conn_end},
   {"pause", l_conn_pause},
   {"want_drain", l_conn_want_drain},
   {"buffered", l_conn_buffered},
@@ -1026,6 +1040,9 @@ int luaopen_uvws_core(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     ctx->main = ctx->L = lua_tothread(L, -1);
     lua_pop(L, 1);
+    /* Other C modules find the loop here. */
+    lua_pushlightuserdata(L, ctx->loop->uv);
+    lua_setfield(L, LUA_REGISTRYINDEX, UVWS_LOOP_KEY);
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
   } else {
     lua_pop(L, 1);

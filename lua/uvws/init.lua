@@ -338,9 +338,11 @@ end
 -- Event handlers for a websocket --------------------------------------------
 
 local ws_on_response
+local Stream   -- defined with the client code below
 
 local function ws_on_message(ws, data, binary)
   local kind = binary and "binary" or "text"
+  if ws._raw then kind = nil end
   local co = ws._waiter
   if co and ws._qh > ws._qt then
     ws._waiter = nil
@@ -708,14 +710,21 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
     on_request(obj, a, b, c, d, e, f, g)
   elseif ev == EV_CLOSED then
     local mt = getmetatable(obj)
-    if mt == WS then
+    if mt == WS or mt == Stream then
       ws_on_closed(obj, a, b, c)
     elseif mt == Response then
       obj.closed = true
       if obj.on_close then pcall(obj.on_close, obj) end
     end
   elseif ev == EV_RESPONSE then
-    if getmetatable(obj) == WS then ws_on_response(obj, a, b, c, d) end
+    local mt = getmetatable(obj)
+    if mt == WS then
+      ws_on_response(obj, a, b, c, d)
+    elseif mt == Stream then
+      local co = obj._connecting
+      obj._connecting = nil
+      if co then sched.wake(co, obj) end
+    end
   elseif ev == EV_PONG then
     if getmetatable(obj) == WS then ws_on_pong(obj, a) end
   elseif ev == EV_SIGNAL then
@@ -892,6 +901,64 @@ local function connect_once(u, o, opts)
   ws._connecting = co
   local r1, r2, r3, r4 = sched.wait(nil)
   return r1, r2, r3, r4
+end
+
+------------------------------------------------------------------------------
+-- Plain TCP (or TLS) streams, for protocols beside WebSocket (e.g. Redis)
+------------------------------------------------------------------------------
+
+Stream = {}
+Stream.__index = Stream
+Stream.__name = "uvws.stream"
+
+function Stream:__tostring()
+  return string.format("uvws.stream (%s)", self.closed and "closed" or "open")
+end
+
+--- Reads the next chunk of bytes: data, or nil, message, name.
+Stream.read = WS.receive
+
+--- Queues bytes to send.
+function Stream:write(data)
+  if type(data) ~= "string" then error("uvws: write expects a string", 2) end
+  if self.closed then return nil, "connection closed", "closed" end
+  return self._c:write(data)
+end
+
+--- Closes the stream once what was written is sent.
+function Stream:close()
+  if not self.closed then self._c:end_stream() end
+  return true
+end
+
+--- Opens a TCP connection (inside a coroutine): host name or address,
+-- port, and options `timeout` (seconds) and `tls` (as for uvws.connect,
+-- or true for the defaults).
+-- @return stream  or  nil, message, name
+function M.tcp_connect(host, port, opts)
+  if type(host) ~= "string" then error("uvws.tcp_connect: host must be a string", 2) end
+  if math.type(port) ~= "integer" then error("uvws.tcp_connect: port must be an integer", 2) end
+  opts = opts or {}
+  local co = sched.current("uvws.tcp_connect")
+  local o = merge_opts(opts)
+  if opts.timeout ~= nil then o.handshake_timeout = opts.timeout end
+  o.max_queue = opts.max_queue or 256
+  local cargs = { host = host, port = port, raw = true, limits = limits_table(o) }
+  if opts.tls then
+    local tls, terr, tname = client_tls(opts.tls ~= true and opts.tls or nil)
+    if not tls then return nil, terr, tname end
+    cargs.tls, cargs.servername = tls, host
+  end
+  local conn, err, name = core.connect(cargs)
+  if not conn then return nil, err, name end
+  local st = setmetatable({
+    _c = conn, _opts = o, _q = {}, _qh = 1, _qt = 0, _paused = false,
+    _pings = {}, _close_waiters = {}, _drain_waiters = {}, closed = false,
+    _raw = true,
+  }, Stream)
+  conn:bind(st)
+  st._connecting = co
+  return sched.wait(nil)
 end
 
 --- Opens a WebSocket connection (inside a coroutine).
