@@ -77,6 +77,68 @@ clean:
 	rm -rf $(BUILD)
 
 # ===========================================================================
+# Sanitizers, valgrind and fuzzing (csrc/fuzz/README.md explains them).
+# Everything lands under build/ (fuzz/, asan/, valgrind/), never in
+# build/uvws/core.so or build/test/.
+#
+#   make fuzz-build             build/fuzz/fuzz_<x> for every csrc/fuzz/fuzz_*.c
+#   make fuzz [FUZZ_TIME=60]    build, then run each target FUZZ_TIME seconds
+#                               (FUZZ_TARGETS="fuzz_http fuzz_conn" for some)
+#   make test-asan              core + C tests with ASan/UBSan (gcc) in
+#                               build/asan/, the C tests, the busted suite
+#                               against that core, a clean-exit leak session
+#   make test-valgrind          C tests under valgrind, the echo server under
+#                               valgrind with a Python websockets session
+#                               (VALGRIND_SPECS=1: also every busted spec
+#                               with each server process under valgrind)
+# ===========================================================================
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_CFLAGS  ?= -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SRC      = $(wildcard csrc/fuzz/fuzz_*.c)
+FUZZ_BINS     = $(patsubst csrc/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_TARGETS ?= $(notdir $(FUZZ_BINS))
+
+ASAN_CC      ?= gcc
+ASAN_BUILD   ?= $(BUILD)/asan
+ASAN_CFLAGS  ?= -O1 -g
+VG_BUILD     ?= $(BUILD)/valgrind
+VG_CFLAGS    ?= -O1 -g
+VALGRIND_SPECS ?= 0
+
+.PHONY: fuzz fuzz-build test-asan test-valgrind asan-build valgrind-build
+
+fuzz-build: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: csrc/fuzz/%.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -Icsrc \
+	  -o $@ $< $(CORE_SRC) $(SSL_LIBS) $(Z_LIBS)
+
+fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+	sh tools/run-fuzz.sh -t $(FUZZ_TIME) -w $(BUILD)/fuzz/work $^
+
+# The regular rules, re-run with another BUILD dir and flags (SAN=1 adds
+# -fsanitize=address,undefined to compiling and linking).
+asan-build:
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) SAN=1 \
+	  CFLAGS="$(ASAN_CFLAGS) -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  $(ASAN_BUILD)/uvws/core.so \
+	  $(patsubst csrc/test/%.c,$(ASAN_BUILD)/test/%,$(wildcard csrc/test/test_*.c))
+
+test-asan: asan-build
+	sh tools/test-asan.sh $(ASAN_BUILD)
+
+valgrind-build:
+	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) SAN=0 CFLAGS="$(VG_CFLAGS)" \
+	  $(VG_BUILD)/uvws/core.so \
+	  $(patsubst csrc/test/%.c,$(VG_BUILD)/test/%,$(wildcard csrc/test/test_*.c))
+
+test-valgrind: valgrind-build
+	VALGRIND_SPECS=$(VALGRIND_SPECS) sh tools/test-valgrind.sh $(VG_BUILD)
+
+# ===========================================================================
 # Benchmarks (issue 6): bench/run.sh drives ../shared/tools/wsbench against
 # examples/echo_server.lua and, in the same run, the tcpecho ceiling, node ws
 # and Python websockets; results in build/bench/<UTC time>/ (results.jsonl,
