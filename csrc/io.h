@@ -21,6 +21,7 @@
 
 #include "ws_buf.h"
 #include "ws_conn.h"
+#include "ws_deflate.h"
 #include "ws_handshake.h"
 #include "ws_http.h"
 #include "io_tls.h"
@@ -47,6 +48,8 @@ typedef struct io_limits {
   size_t send_high_water;   /* on_drain fires when the queue falls below */
   size_t max_connections;   /* beyond it, requests get 503 */
   int reuseport;            /* listen with SO_REUSEPORT */
+  size_t max_inflated_size; /* 0: max_message_size */
+  ws_deflate_config_t deflate; /* permessage-deflate (enabled = 0: off) */
 } io_limits_t;
 
 /* A parsed request handed up.  Slices point into connection memory that
@@ -178,6 +181,9 @@ struct io_conn {
   uint8_t over_limit;       /* accepted beyond max_connections: 503 */
   uint8_t input_pending;    /* `in` holds bytes to process at the flush */
   char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */
+  char *ext_response;       /* a waiting upgrade: the agreed
+                               permessage-deflate answer, or NULL */
+  ws_deflate_params_t ext_params;
   int close_code;
   const char *errname;      /* libuv error name of a failure, static */
   uint8_t close_reason_len;
@@ -262,10 +268,21 @@ int io_client_info(const io_conn_t *c, io_client_info_t *info);
 const char *io_conn_errname(const io_conn_t *c);
 
 /* Accepts an upgrade: writes the 101 (with the protocol and extra header
- * lines), switches to WebSocket and feeds any bytes already received.
+ * lines, and permessage-deflate when it was agreed and use_deflate is
+ * set), switches to WebSocket and feeds any bytes already received.
  * Returns 0 or a negative error (the connection is gone or not waiting). */
 int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
-                   size_t extra_len);
+                   size_t extra_len, int use_deflate);
+
+/* A waiting upgrade: was permessage-deflate offered acceptably? */
+int io_conn_deflate_offered(const io_conn_t *c);
+
+/* Is permessage-deflate on for this connection? */
+int io_conn_deflate_on(const io_conn_t *c);
+
+/* io_conn_send with WS_SEND_* flags (e.g. WS_SEND_NO_COMPRESS). */
+int io_conn_send_ex(io_conn_t *c, int opcode, const void *data, size_t len,
+                    int flags);
 
 /* Queues raw bytes (an HTTP answer).  Returns 0 or -1. */
 int io_conn_write(io_conn_t *c, const void *data, size_t len);

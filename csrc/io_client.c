@@ -186,10 +186,31 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   if (!cl->host || (o->protocols && *o->protocols && !cl->protocols))
     goto nomem;
   if (ws_handshake_new_key(cl->key) != 0) goto nomem;
-  if (ws_handshake_write_request(&cl->request, o->host_header, o->target,
-                                 cl->key, cl->protocols, o->extra,
-                                 o->extra_len) != 0)
-    goto nomem;
+  {
+    /* Offer permessage-deflate when configured. */
+    ws_buf_t extra = {0};
+    if (!o->raw && cl->lim.deflate.enabled) {
+      char offer[WS_DEFLATE_HEADER_MAX];
+      size_t n = ws_deflate_client_offer(&cl->lim.deflate, offer);
+      static const char name[] = "Sec-WebSocket-Extensions: ";
+      if (ws_buf_append(&extra, name, sizeof name - 1, 0) ||
+          ws_buf_append(&extra, offer, n, 0) ||
+          ws_buf_append(&extra, "\r\n", 2, 0)) {
+        ws_buf_free(&extra);
+        goto nomem;
+      }
+    }
+    if (o->extra_len && ws_buf_append(&extra, o->extra, o->extra_len, 0)) {
+      ws_buf_free(&extra);
+      goto nomem;
+    }
+    int w = ws_handshake_write_request(
+        &cl->request, o->host_header, o->target, cl->key, cl->protocols,
+        WS_BUF_SIZE(&extra) ? (const char *)WS_BUF_PTR(&extra) : NULL,
+        WS_BUF_SIZE(&extra));
+    ws_buf_free(&extra);
+    if (w != 0) goto nomem;
+  }
   if (o->tls) {
     cl->tls = o->tls;
     io_tls_ctx_ref(o->tls);
@@ -305,8 +326,17 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
     memcpy(cl->response_head, data, (size_t)len);
     cl->response_len = (size_t)len;
   }
-  int result = ws_handshake_check_response(&res, cl->key, cl->protocols, 0,
-                                           &proto);
+  int result = ws_handshake_check_response(&res, cl->key, cl->protocols,
+                                           cl->lim.deflate.enabled, &proto);
+  ws_deflate_params_t agreed;
+  const char *ext_reason = NULL;
+  int ext = 0;
+  if (result == WS_HS_OK && cl->lim.deflate.enabled) {
+    ext = ws_deflate_client_accept_headers(&cl->lim.deflate, res.headers,
+                                           res.num_headers, &agreed,
+                                           &ext_reason);
+    if (ext < 0) result = WS_HS_EEXTENSION;
+  }
   if (result == WS_HS_OK) {
     /* Keep what followed the head (frames the server sent at once) for
      * the WebSocket parser, then switch. */
@@ -322,6 +352,15 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
     c->phase = IO_WS;
     c->ws.max_message_size = c->lim->max_message_size;
     c->ws.max_frame_size = c->lim->max_frame_size;
+    c->ws.max_inflated_size = c->lim->max_inflated_size;
+    if (ext == 1) {
+      ws_deflate_t *d = ws_deflate_new(&cl->lim.deflate, &agreed, 0);
+      if (!d) {
+        io_conn_abort(c, 1006, "out of memory");
+        return;
+      }
+      ws_conn_set_deflate(&c->ws, d);
+    }
     uint64_t now = uv_now(c->loop->uv);
     c->last_recv = now;
     c->next_ping = c->lim->ping_interval ? now + c->lim->ping_interval : 0;
@@ -333,8 +372,9 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
   if (result != WS_HS_OK) {
     c->errname = ws_handshake_errname(result);
     char msg[120];
-    snprintf(msg, sizeof msg, "handshake failed: %s",
-             ws_handshake_strerror(result));
+    snprintf(msg, sizeof msg, "handshake failed: %s%s%s",
+             ws_handshake_strerror(result), ext_reason ? ": " : "",
+             ext_reason ? ext_reason : "");
     io_conn_abort(c, 1006, msg);
     return;
   }

@@ -61,6 +61,7 @@ static void on_timer_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   io__client_free(c);
   io__tls_free(c);
+  free(c->ext_response);
   ws_conn_free(&c->ws);
   ws_buf_free(&c->in);
   ws_buf_free(&c->wbuf);
@@ -260,6 +261,21 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
     http_error(c, r.hs.status, r.hs.reason);
     goto done;
   }
+  free(c->ext_response);
+  c->ext_response = NULL;
+  if (r.hs.is_upgrade && lim->deflate.enabled) {
+    char resp[WS_DEFLATE_HEADER_MAX];
+    int d = ws_deflate_server_negotiate_headers(
+        &lim->deflate, headers, r.req.num_headers, &c->ext_params, resp);
+    if (d == WS_DEFLATE_ESYNTAX) {
+      http_error(c, 400, "invalid Sec-WebSocket-Extensions header");
+      goto done;
+    }
+    if (d == 1 && !(c->ext_response = strdup(resp))) {
+      io_conn_abort(c, 1006, "out of memory");
+      goto done;
+    }
+  }
   size_t need = (size_t)len;
   if (!r.hs.is_upgrade) {
     if (!c->server->want_requests) {
@@ -421,17 +437,45 @@ static void ws_input(io_conn_t *c, uint8_t *data, size_t n) {
   ws_conn_feed(&c->ws, data, n);
 }
 
+int io_conn_deflate_offered(const io_conn_t *c) {
+  return c && c->ext_response != NULL;
+}
+
+int io_conn_deflate_on(const io_conn_t *c) {
+  return c && c->ws.deflate != NULL;
+}
+
 int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
-                   size_t extra_len) {
+                   size_t extra_len, int use_deflate) {
   if (!c || c->phase != IO_HTTP_WAIT || !c->key[0]) return -1;
   ws_slice_t key = {c->key, strlen(c->key)};
-  if (ws_handshake_write_101(&c->ws.out, key, protocol, extra, extra_len))
-    return -1;
+  ws_buf_t lines = {0};
+  if (use_deflate && c->ext_response) {
+    ws_deflate_t *d = ws_deflate_new(&c->lim->deflate, &c->ext_params, 1);
+    static const char name[] = "Sec-WebSocket-Extensions: ";
+    if (!d || ws_buf_append(&lines, name, sizeof name - 1, 0) ||
+        ws_buf_append(&lines, c->ext_response, strlen(c->ext_response), 0) ||
+        ws_buf_append(&lines, "\r\n", 2, 0) ||
+        (extra_len && ws_buf_append(&lines, extra, extra_len, 0))) {
+      ws_deflate_free(d);
+      ws_buf_free(&lines);
+      return -1;
+    }
+    ws_conn_set_deflate(&c->ws, d);
+    extra = (const char *)WS_BUF_PTR(&lines);
+    extra_len = WS_BUF_SIZE(&lines);
+  }
+  free(c->ext_response);
+  c->ext_response = NULL;
+  int w = ws_handshake_write_101(&c->ws.out, key, protocol, extra, extra_len);
+  ws_buf_free(&lines);
+  if (w) return -1;
   http_release(c);
   const io_limits_t *lim = c->lim;
   c->phase = IO_WS;
   c->ws.max_message_size = lim->max_message_size;
   c->ws.max_frame_size = lim->max_frame_size;
+  c->ws.max_inflated_size = lim->max_inflated_size;
   uint64_t now = now_ms(c);
   c->last_recv = now;
   c->next_ping = lim->ping_interval ? now + lim->ping_interval : 0;
@@ -450,8 +494,13 @@ void io_conn_end(io_conn_t *c) {
 }
 
 int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
+  return io_conn_send_ex(c, opcode, data, len, 0);
+}
+
+int io_conn_send_ex(io_conn_t *c, int opcode, const void *data, size_t len,
+                    int flags) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
-  int r = ws_conn_send(&c->ws, opcode, data, len);
+  int r = ws_conn_send_ex(&c->ws, opcode, data, len, flags);
   if (r == WS_CONN_OK) io__conn_mark_dirty(c);
   return r;
 }

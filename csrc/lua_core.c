@@ -464,9 +464,52 @@ static void read_limits(lua_State *L, int t, io_limits_t *lim) {
   lim->ping_interval = opt_ms(L, t, "ping_interval");
   lim->pong_timeout = opt_ms(L, t, "pong_timeout");
   lim->send_high_water = opt_size(L, t, "send_high_water");
+  lim->max_inflated_size = opt_size(L, t, "max_inflated_size");
   lim->max_connections = opt_size(L, t, "max_connections");
   if (!lim->max_head_size) lim->max_head_size = WS_HTTP_MAX_HEAD;
   if (!lim->max_headers) lim->max_headers = WS_HTTP_MAX_HEADERS;
+}
+
+/* Reads the permessage-deflate option (t.deflate: nil/false = off, true
+ * = defaults, or a table of settings) into lim->deflate.  Raises on a bad
+ * setting. */
+static void read_deflate(lua_State *L, int t, io_limits_t *lim,
+                         int is_server) {
+  memset(&lim->deflate, 0, sizeof lim->deflate);
+  lua_getfield(L, t, "deflate");
+  if (!lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  ws_deflate_config_default(&lim->deflate, is_server);
+  if (lua_istable(L, -1)) {
+    int d = lua_gettop(L);
+    static const char *const names[] = {
+        "server_no_context_takeover", "client_no_context_takeover",
+        "server_max_window_bits", "client_max_window_bits", "level",
+        "mem_level", "threshold", NULL};
+    for (int i = 0; names[i]; i++) {
+      lua_getfield(L, d, names[i]);
+      if (!lua_isnil(L, -1)) {
+        lua_Integer v = lua_isboolean(L, -1) ? lua_toboolean(L, -1)
+                                             : luaL_checkinteger(L, -1);
+        switch (i) {
+        case 0: lim->deflate.server_no_context_takeover = v != 0; break;
+        case 1: lim->deflate.client_no_context_takeover = v != 0; break;
+        case 2: lim->deflate.server_max_window_bits = (uint8_t)v; break;
+        case 3: lim->deflate.client_max_window_bits = (uint8_t)v; break;
+        case 4: lim->deflate.level = (int8_t)v; break;
+        case 5: lim->deflate.mem_level = (uint8_t)v; break;
+        default: lim->deflate.threshold = v > 0 ? (size_t)v : 0; break;
+        }
+      }
+      lua_pop(L, 1);
+    }
+    if (ws_deflate_config_check(&lim->deflate) != 0)
+      luaL_error(L, "uvws: invalid deflate settings (window bits 8..15, "
+                    "mem_level 1..9, level -1..9)");
+  }
+  lua_pop(L, 1);
 }
 
 static const char *opt_str(lua_State *L, int t, const char *k, size_t *n) {
@@ -504,6 +547,7 @@ static int l_connect(lua_State *L) {
   lua_getfield(L, 1, "limits");
   luaL_checktype(L, -1, LUA_TTABLE);
   read_limits(L, lua_gettop(L), &lim);
+  read_deflate(L, lua_gettop(L), &lim, 0);
   lua_pop(L, 1);
   o.limits = &lim;
   lua_getfield(L, 1, "tls");
@@ -591,6 +635,7 @@ static int l_listen(lua_State *L) {
   luaL_checktype(L, 4, LUA_TTABLE);
   io_limits_t lim;
   read_limits(L, 4, &lim);
+  read_deflate(L, 4, &lim, 1);
   if (port < 0 || port > 65535) return luaL_argerror(L, 2, "invalid port");
 
   l_server_t *box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -699,8 +744,9 @@ static int l_conn_accept(lua_State *L) {
   const char *proto = luaL_optstring(L, 2, NULL);
   size_t elen = 0;
   const char *extra = luaL_optlstring(L, 3, NULL, &elen);
+  int use_deflate = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   if (!box->c) return closed_fail(L);
-  if (io_conn_accept(box->c, proto, extra, elen) != 0)
+  if (io_conn_accept(box->c, proto, extra, elen, use_deflate) != 0)
     return fail(L, "connection is not waiting for an upgrade answer",
                 "EINVAL");
   lua_pushboolean(L, 1);
@@ -738,14 +784,22 @@ static int send_result(lua_State *L, int r) {
   }
 }
 
-/* send(data, is_binary) */
+/* send(data, is_binary [, flags]) */
 static int l_conn_send(lua_State *L) {
   l_conn_t *box = check_conn(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   int op = lua_toboolean(L, 3) ? WS_OP_BINARY : WS_OP_TEXT;
+  int flags = (int)luaL_optinteger(L, 4, 0);
   if (!box->c) return closed_fail(L);
-  return send_result(L, io_conn_send(box->c, op, s, n));
+  return send_result(L, io_conn_send_ex(box->c, op, s, n, flags));
+}
+
+static int l_conn_deflate(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  lua_pushboolean(L, io_conn_deflate_on(box->c));
+  lua_pushboolean(L, io_conn_deflate_offered(box->c));
+  return 2;
 }
 
 /* send_raw(frame): queues bytes framed once by core.frame (publish). */
@@ -921,6 +975,7 @@ static const luaL_Reg conn_meth[] = {
   {"http_stream", l_conn_http_stream},
   {"send", l_conn_send},
   {"send_raw", l_conn_send_raw},
+  {"deflate", l_conn_deflate},
   {"ping", l_conn_ping},
   {"close", l_conn_close},
   {"abort", l_conn_abort},
@@ -1070,6 +1125,10 @@ int luaopen_uvws_core(lua_State *L) {
   lua_setfield(L, -2, "EV_RESPONSE");
   lua_pushinteger(L, EV_SIGNAL);
   lua_setfield(L, -2, "EV_SIGNAL");
+  lua_pushinteger(L, WS_SEND_NO_COMPRESS);
+  lua_setfield(L, -2, "SEND_NO_COMPRESS");
+  lua_pushinteger(L, WS_SEND_COMPRESS);
+  lua_setfield(L, -2, "SEND_COMPRESS");
   lua_pushinteger(L, SIGTERM);
   lua_setfield(L, -2, "SIGTERM");
   lua_pushinteger(L, SIGINT);

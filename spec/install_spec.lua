@@ -39,7 +39,7 @@ describe("the luarocks install", function()
     tree = base .. "/tree"
     local src = base .. "/src"
     local copied = sh("mkdir -p " .. h.q(src) .. " && cp -r " ..
-      h.q(h.root .. "/csrc") .. " " .. h.q(h.root .. "/lua") .. " " ..
+      h.q(h.root .. "/csrc") .. " " .. h.q(h.root .. "/lua") .. " " .. h.q(h.root .. "/bin") .. " " ..
       h.q(h.root .. "/uvws-scm-1.rockspec") .. " " .. h.q(src) .. "/ && echo copied")
     assert(copied:match("copied"), copied)
     build_out, build_code = sh("cd " .. h.q(src) .. " && luarocks --lua-version=5.4 make --tree " ..

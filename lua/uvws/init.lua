@@ -45,6 +45,7 @@ local DEFAULTS = {
   max_queue = 64,
   send_high_water = 1024 * 1024,
   max_connections = false,
+  max_inflated_size = false,
 }
 local SEND_POLICIES = { wait = true, drop = true, close = true }
 M.defaults = DEFAULTS
@@ -194,6 +195,13 @@ end
 -- applies: "wait" (up to `timeout`), "drop" or "close".
 -- @return true  or  nil, message, name
 function WS:send(data, kind, timeout)
+  local flags
+  if type(timeout) == "table" then
+    local opts = timeout
+    timeout = opts.timeout
+    if opts.compress == false then flags = core.SEND_NO_COMPRESS
+    elseif opts.compress == true then flags = core.SEND_COMPRESS end
+  end
   if type(data) ~= "string" then
     error("uvws: send expects a string, got " .. type(data), 2)
   end
@@ -208,7 +216,7 @@ function WS:send(data, kind, timeout)
   if self.closed then return closed_error(self) end
   local bok, berr, bname = backpressure(self, timeout)
   if not bok then return nil, berr, bname end
-  local ok, err, name = self._c:send(data, binary)
+  local ok, err, name = self._c:send(data, binary, flags)
   if not ok then
     if name == "closed" then return nil, "connection is closing", "closed" end
     return nil, err, name
@@ -339,6 +347,7 @@ end
 
 local ws_on_response
 local Stream   -- defined with the client code below
+local check_deflate
 
 local function ws_on_message(ws, data, binary)
   local kind = binary and "binary" or "text"
@@ -601,10 +610,11 @@ local function reject_upgrade(conn, status, body, headers)
   conn:http_done(false)
 end
 
-local function start_handler(srv, conn, req, protocol, extra, data)
-  local ok, err = conn:accept(protocol, extra)
+local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
+  local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
   local ws = new_ws(conn, srv.opts)
+  ws.deflate = conn:deflate()
   ws.request = req
   ws.protocol = protocol
   ws.data = data
@@ -688,12 +698,17 @@ local function run_upgrade(srv, conn, req)
       pcall(srv.on_error, extra)
       return reject_upgrade(conn, 500, "internal server error\n")
     end
-    start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil, result.data)
+    start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil, result.data,
+      result.deflate ~= false)
   end)
 end
 
 local function on_request(conn, method, target, minor, headers, body, upgrade, srv)
   local req = request.new(method, target, minor, headers, body, conn)
+  if upgrade then
+    local _, offered = conn:deflate()
+    req.deflate = offered
+  end
   if upgrade then
     run_upgrade(srv, conn, req)
   else
@@ -744,6 +759,26 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
   end
 end
 core.set_dispatch(dispatch)
+
+local DEFLATE_KEYS = {
+  server_no_context_takeover = "boolean", client_no_context_takeover = "boolean",
+  server_max_window_bits = "number", client_max_window_bits = "number",
+  level = "number", mem_level = "number", threshold = "number",
+}
+
+-- Validates the deflate option: nil/false (off), true (defaults) or a
+-- table of settings.
+function check_deflate(d, who)
+  if d == nil or d == false then return false end
+  if d == true then return true end
+  if type(d) ~= "table" then error(who .. ": deflate must be true, false or a table", 3) end
+  for k, v in pairs(d) do
+    local want = DEFLATE_KEYS[k]
+    if not want then error(who .. ": unknown deflate setting " .. tostring(k), 3) end
+    if type(v) ~= want then error(who .. ": deflate." .. k .. " must be a " .. want, 3) end
+  end
+  return d
+end
 
 local function merge_opts(opts)
   local o = {}
@@ -799,6 +834,7 @@ end
 
 function ws_on_response(ws, status, flat, errname, protocol)
   local resp = response_table(status, flat)
+  ws.deflate = ws._c:deflate()
   resp.tls = ws._c:tls_info()
   local info = ws._c:client_info()
   if info then
@@ -869,10 +905,14 @@ local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308
 local function connect_once(u, o, opts)
   local protocols = opts.protocols and table.concat(opts.protocols, ", ") or nil
   local extra = client_headers(opts)
+  local lim = limits_table(o)
+  -- Clients offer permessage-deflate unless told not to.
+  if opts.deflate == nil then lim.deflate = true
+  else lim.deflate = check_deflate(opts.deflate, "uvws.connect") end
   local cargs = {
     host = u.host, port = u.port, host_header = u.host_header,
     target = u.target, protocols = protocols,
-    headers = extra ~= "" and extra or nil, limits = limits_table(o),
+    headers = extra ~= "" and extra or nil, limits = lim,
   }
   local proxy = urlmod.proxy_for(u, opts.proxy)
   if proxy then
@@ -961,6 +1001,12 @@ function M.tcp_connect(host, port, opts)
   return sched.wait(nil)
 end
 
+--- A client that reconnects after abnormal closes (see uvws.reconnecting
+-- in README).  Loaded on first use.
+function M.reconnecting(url, opts)
+  return require("uvws.reconnecting").new(url, opts)
+end
+
 --- Opens a WebSocket connection (inside a coroutine).
 -- @param url "ws://host[:port]/path?query"
 -- @param opts protocols, headers, origin, timeout, follow_redirects,
@@ -1035,8 +1081,10 @@ function M.listen(opts)
     tls, terr, tname = core.tls_context(true, opts.tls)
     if not tls then return nil, terr, tname end
   end
+  local lim = limits_table(o)
+  lim.deflate = check_deflate(opts.deflate, "uvws.listen")
   local cs, err, name = core.listen(host, opts.port or 8080, opts.backlog or 511,
-    limits_table(o), opts.on_request ~= nil, tls, opts.reuseport and true or false)
+    lim, opts.on_request ~= nil, tls, opts.reuseport and true or false)
   if not cs then return nil, err, name end
   local srv = setmetatable({
     _c = cs,
