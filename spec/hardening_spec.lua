@@ -31,10 +31,28 @@ local function run_deferred()
   for i = #list, 1, -1 do pcall(list[i]) end
 end
 
+-- Under ASan or valgrind (tools/test-asan.sh, tools/test-valgrind.sh set
+-- UVWS_CPATH; or the server maps their runtime) RSS says nothing about
+-- uvws (shadow memory, quarantine) and everything is slower: memory
+-- bounds are skipped and time bounds get SLACK times their margin.
+local INSTRUMENTED = os.getenv("UVWS_CPATH") ~= nil or os.getenv("ASAN_OPTIONS") ~= nil
+
 local function start(args)
   local srv = h.start_server(SERVER, args or {})
   defer(srv.stop)
+  local maps = h.read_file("/proc/" .. srv.pid .. "/maps") or ""
+  if maps:find("libasan", 1, true) or maps:find("vgpreload", 1, true) then
+    INSTRUMENTED = true
+  end
   return srv
+end
+
+local function slack(x) return INSTRUMENTED and 4 * x or x end
+
+-- Asserts a memory figure is below its bound, unless instrumented.
+local function below(value, limit, msg)
+  if INSTRUMENTED then return end
+  assert.is_true(value < limit, msg)
 end
 
 -- VmRSS and VmHWM (peak) of a process, in bytes.
@@ -210,9 +228,9 @@ describe("send backpressure, to a client that never reads", function()
     assert.is_true(maxbuf <= HWM + 64 * KiB + 64, line)
     -- what was accepted fits in the mark plus the kernel's socket buffers
     assert.is_true(ok * 64 * KiB < 40 * MiB, line)
-    assert.is_true(hwm < bound(base),
+    below(hwm, bound(base),
       ("peak RSS %s over the bound %s (baseline %s)"):format(mib(hwm), mib(bound(base)), mib(base)))
-    assert.is_true(rss < bound(base))
+    below(rss, bound(base))
     -- the connection is still open and usable after all the dropping
     assert.is_true(srv.alive())
     c:send(h.close(1000))
@@ -234,7 +252,7 @@ describe("send backpressure, to a client that never reads", function()
     assert.equal(200 * MiB // (64 * KiB), ok + tonumber(line:match("backpressure=(%d+)")) +
                  tonumber(line:match("closed=(%d+)")), line)
     local _, peak = mem(srv.pid)
-    assert.is_true(peak < bound(base), "peak RSS " .. mib(peak))
+    below(peak, bound(base), "peak RSS " .. mib(peak))
     -- The client drains: binary frames, then the close frame 1008.
     local r = reader(c)
     local frames, code = 0, nil
@@ -262,9 +280,9 @@ describe("send backpressure, to a client that never reads", function()
     assert.equal("timeout", line:match("first_fail=(%S+)"), line)
     assert.equal("0", line:match("backpressure=(%d+)"), line)
     local secs = tonumber(line:match("secs=([%d.]+)"))
-    assert.is_true(secs >= 0.85 and secs < 5, "3 timeouts of 0.3 s took " .. secs)
+    assert.is_true(secs >= 0.85 and secs < slack(5), "3 timeouts of 0.3 s took " .. secs)
     local _, peak = mem(srv.pid)
-    assert.is_true(peak < bound(base), "peak RSS " .. mib(peak))
+    below(peak, bound(base), "peak RSS " .. mib(peak))
     -- Reading lets the waiting send through: everything then "end".
     local r = reader(c)
     local frames, last = 0, nil
@@ -315,9 +333,9 @@ describe("read backpressure", function()
     assert.is_true(sent_msgs < count, "the whole 50 MiB went through without blocking")
     local rss, peak = mem(srv.pid)
     local limit = base + 64 * SIZE * 2 + 20 * MiB
-    assert.is_true(peak < limit, ("peak RSS %s over %s after %s sent")
+    below(peak, limit, ("peak RSS %s over %s after %s sent")
       :format(mib(peak), mib(limit), mib(blocked_at)))
-    assert.is_true(rss < limit)
+    below(rss, limit)
     -- the peer was pushed back long before 50 MiB
     assert.is_true(blocked_at < 32 * MiB, "blocked only after " .. mib(blocked_at))
     -- Let the handler receive; the rest of the 50 MiB goes through.
@@ -336,7 +354,7 @@ describe("read backpressure", function()
     assert.equal(count, tonumber(n), srv.stdout())
     assert.equal(count * SIZE, tonumber(bytes))
     local _, peak2 = mem(srv.pid)
-    assert.is_true(peak2 < limit, "peak RSS after the flood " .. mib(peak2))
+    below(peak2, limit, "peak RSS after the flood " .. mib(peak2))
   end)
 end)
 
@@ -380,8 +398,8 @@ describe("slowloris", function()
     local p50, p99 = lat[50], lat[99]
     print(("\n  slowloris N=%d: normal client handshake %.2f ms, echo p50 %.3f ms, p99 %.3f ms")
       :format(N, hs * 1000, p50 * 1000, p99 * 1000))
-    assert.is_true(hs < 0.5, "handshake took " .. hs)
-    assert.is_true(p50 < 0.005, ("echo p50 %.3f ms"):format(p50 * 1000))
+    assert.is_true(hs < slack(0.5), "handshake took " .. hs)
+    assert.is_true(p50 < slack(0.005), ("echo p50 %.3f ms"):format(p50 * 1000))
     local result = p:read("a")
     local res = json.decode(result:match("{.*}") or "null")
     assert(res, "no result from the slowloris peer: " .. tostring(result))
@@ -389,7 +407,7 @@ describe("slowloris", function()
       :format(res.min_age or -1, res.p50_age or -1, res.max_age or -1, json.encode(res.answers)))
     assert.equal(N, res.closed, result)
     assert.is_true(res.min_age >= HT - 0.1, "closed early: " .. res.min_age)
-    assert.is_true(res.max_age <= HT + 1.0, "closed late: " .. res.max_age)
+    assert.is_true(res.max_age <= HT + slack(1.0), "closed late: " .. res.max_age)
     -- the normal client, upgraded, is not subject to the handshake timeout
     c:send(h.text("still here"))
     local f = assert(c:read_frame(2))
@@ -427,7 +445,7 @@ describe("dead and idle peers", function()
     local closed, _, why = c:is_closed(2)
     local dt = h.now() - t0
     assert.is_true(closed or why ~= "timeout", "still connected after 2 s: " .. tostring(why))
-    assert.is_true(dt <= 0.3 + 0.3 + 0.4, ("dropped %.3f s after the last pong"):format(dt))
+    assert.is_true(dt <= 0.3 + 0.3 + slack(0.4), ("dropped %.3f s after the last pong"):format(dt))
     assert.is_true(dt >= 0.25, ("dropped too soon: %.3f s"):format(dt))
     assert.equal("1006", wait_log(srv, "CLOSED dead (%d+)", 2), srv.stdout())
   end)
@@ -440,7 +458,7 @@ describe("dead and idle peers", function()
     local dt = h.now() - t0
     assert.equal(1001, code)
     assert.equal(0, #before)
-    assert.is_true(dt >= 0.45 and dt <= 0.9,
+    assert.is_true(dt >= 0.45 and dt <= 0.5 + slack(0.4),
       ("silent connection closed after %.3f s (%s)"):format(dt, tostring(reason)))
     silent:send(h.close(1001))
     silent:assert_closed(1)
@@ -462,7 +480,7 @@ describe("dead and idle peers", function()
     t0 = h.now()
     assert.equal(1001, (chatty:expect_close(1.5)))
     dt = h.now() - t0
-    assert.is_true(dt >= 0.45 and dt <= 0.9, ("closed %.3f s after its last message"):format(dt))
+    assert.is_true(dt >= 0.45 and dt <= 0.5 + slack(0.4), ("closed %.3f s after its last message"):format(dt))
   end)
 end)
 
@@ -503,7 +521,7 @@ describe("floods", function()
     assert.is_nil(bad)
     assert.equal(N, got)
     local _, peak = mem(srv.pid)
-    assert.is_true(peak < base + 20 * MiB, ("peak RSS %s (baseline %s)"):format(mib(peak), mib(base)))
+    below(peak, base + 20 * MiB, ("peak RSS %s (baseline %s)"):format(mib(peak), mib(base)))
     -- still a correct connection
     c:send(h.text("after the flood"))
     local f = assert(r:frame(2))
@@ -554,7 +572,7 @@ describe("floods", function()
     assert.is_nil(bad)
     assert.equal(N, pongs)
     local _, peak = mem(srv.pid)
-    assert.is_true(peak < base + 20 * MiB, ("peak RSS %s (baseline %s)"):format(mib(peak), mib(base)))
+    below(peak, base + 20 * MiB, ("peak RSS %s (baseline %s)"):format(mib(peak), mib(base)))
     c:send(h.text("after the pings"))
     assert.equal("after the pings", assert(r:frame(2)).payload)
   end)
@@ -581,7 +599,7 @@ describe("floods", function()
     h.sleep(0.3)
     local _, peak = mem(srv.pid)
     local limit = base + 4 * 256 * KiB + 20 * MiB
-    assert.is_true(peak < limit, ("peak RSS %s over %s after %d pings sent, never read")
+    below(peak, limit, ("peak RSS %s over %s after %d pings sent, never read")
       :format(mib(peak), mib(limit), sent * 1000))
     assert.is_true(h.echo_works(srv.port, "served after the flood"))
   end)
@@ -608,11 +626,11 @@ describe("floods", function()
     end
     local dt = h.now() - t0
     assert.truthy(r.eof, "TCP still open after 3 s")
-    assert.is_true(dt >= 0.4 and dt <= 0.5 + 0.5, ("TCP closed %.3f s after the close frame"):format(dt))
+    assert.is_true(dt >= 0.4 and dt <= 0.5 + slack(0.5), ("TCP closed %.3f s after the close frame"):format(dt))
     assert.equal(0, after, "frames after the close frame")
     local ret, took = wait_log(srv, "CLOSE_RETURNED (%S+) ([%d.]+)", 2)
     assert.equal("true", ret, srv.stdout())
-    assert.is_true(tonumber(took) >= 0.4 and tonumber(took) < 1.2, "close() took " .. took)
+    assert.is_true(tonumber(took) >= 0.4 and tonumber(took) < 0.5 + slack(0.7), "close() took " .. took)
   end)
 end)
 
@@ -734,7 +752,7 @@ describe("graceful shutdown", function()
     assert.equal(10, #before)
     assert.truthy(wait_log(srv, "(RUN_RETURNED)", 3), srv.stdout())
     local dt = h.now() - t0
-    assert.is_true(dt >= 0.4 and dt < 2, ("the server finished after %.3f s"):format(dt))
+    assert.is_true(dt >= 0.4 and dt < 0.5 + slack(1), ("the server finished after %.3f s"):format(dt))
     b:is_closed(1)
   end)
 
@@ -779,7 +797,7 @@ describe("churn", function()
       :format(mib(w.rss), w.fds, w.kb, mib(e.rss), e.fds, e.kb))
     assert.equal(w.fds, e.fds, "open fds changed")
     assert.equal(1, e.conns, "connections still registered (the /stats one is 1)")
-    assert.is_true(e.rss - w.rss < 2 * MiB, "RSS grew by " .. mib(e.rss - w.rss))
+    below(e.rss - w.rss, 2 * MiB, "RSS grew by " .. mib(e.rss - w.rss))
     assert.is_true(e.kb - w.kb < 64, ("Lua heap grew by %d KiB"):format(e.kb - w.kb))
   end)
 end)
