@@ -178,6 +178,7 @@ struct io_conn {
   uint8_t keepalive;        /* the HTTP request allows another one */
   uint8_t close_after_flush;/* end the connection once `out` is sent */
   uint8_t want_drain;       /* the layer above waits for on_drain */
+  uint8_t out_full;         /* reading stopped: too much output queued */
   uint8_t over_limit;       /* accepted beyond max_connections: 503 */
   uint8_t input_pending;    /* `in` holds bytes to process at the flush */
   char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */

@@ -123,7 +123,9 @@ static void conn_finish(io_conn_t *c) {
   }
   uint64_t linger = c->lim->close_timeout;
   if (!linger || linger > LINGER_MS) linger = LINGER_MS;
-  c->deadline_close = now_ms(c) + linger;
+  /* Keep an earlier deadline (a graceful shutdown's). */
+  uint64_t d = now_ms(c) + linger;
+  if (!c->deadline_close || d < c->deadline_close) c->deadline_close = d;
   c->phase = IO_DRAIN;
   arm_timer(c);
   if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
@@ -522,6 +524,15 @@ int io_conn_close(io_conn_t *c, int code, const char *reason, size_t len) {
 
 /* ---- reading -------------------------------------------------------------- */
 
+/* Replies the peer makes us queue (pongs, echoes) must not grow without
+ * bound when it does not read them: past twice the high-water mark (at
+ * least 64 KiB) reading stops until the kernel has taken the output. */
+static size_t out_cap(const io_conn_t *c) {
+  size_t cap = c->lim->send_high_water * 2;
+  return cap < 65536 ? 65536 : cap;
+}
+
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   io_conn_t *c = h->data;
   (void)suggested;
@@ -574,11 +585,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->last_recv = now_ms(c);
-  if (c->tls) {
-    io__tls_input(c, buf->base, (size_t)nread);
-    return;
+  if (c->tls) io__tls_input(c, buf->base, (size_t)nread);
+  else io__conn_plaintext(c, (uint8_t *)buf->base, (size_t)nread);
+  if (c->phase != IO_CLOSING && c->reading &&
+      io_conn_buffered(c) >= out_cap(c)) {
+    c->out_full = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
   }
-  io__conn_plaintext(c, (uint8_t *)buf->base, (size_t)nread);
 }
 
 void io__conn_plaintext(io_conn_t *c, uint8_t *data, size_t n) {
@@ -609,7 +623,8 @@ void io__conn_plaintext(io_conn_t *c, uint8_t *data, size_t n) {
 }
 
 void io__conn_start(io_conn_t *c) {
-  if (c->reading || c->paused || c->phase == IO_CLOSING ||
+  if (c->out_full && io_conn_buffered(c) < out_cap(c) / 2) c->out_full = 0;
+  if (c->reading || c->paused || c->out_full || c->phase == IO_CLOSING ||
       c->phase == IO_CONNECTING ||
       c->phase == IO_HTTP_WAIT || c->phase == IO_HTTP_CLOSE)
     return;
@@ -645,6 +660,7 @@ static void on_write(uv_write_t *req, int status) {
   if (c->wbuf.cap > KEEP_BUF_CAP) ws_buf_free(&c->wbuf);
   else ws_buf_consume(&c->wbuf, WS_BUF_SIZE(&c->wbuf));
   io__conn_flush(c);
+  if (c->out_full && c->phase != IO_CLOSING) io__conn_start(c);
 }
 
 /* Tells the layer above that the queue fell below the high-water mark, if

@@ -51,6 +51,9 @@ typedef struct l_ctx {
                        the main thread (a host driving the loop itself) */
   lua_State *main;
   int dispatch_ref;
+  int message_ref;   /* the message handler: fn(obj, data, is_binary) */
+  int msgh;          /* stack index of the traceback handler on L during
+                        run/step, or 0 */
   int running;
   uv_timer_t budget; /* bounds the wait of step(budget) */
   int budget_init;
@@ -110,12 +113,19 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-static void end_event(lua_State *L, int nargs) {
-  int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, base);
-  int r = lua_pcall(L, nargs, 0, base);
-  lua_remove(L, base);
+static void end_event(l_ctx_t *ctx, lua_State *L, int nargs) {
+  int r;
+  if (ctx->msgh && L == ctx->L) {
+    /* run/step left the handler on the stack: no insert/remove per
+     * event. */
+    r = lua_pcall(L, nargs, 0, ctx->msgh);
+  } else {
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, base);
+    r = lua_pcall(L, nargs, 0, base);
+    lua_remove(L, base);
+  }
   if (r != LUA_OK) {
     /* The dispatcher reports hook errors itself; this is a bug in it. */
     const char *msg = lua_tostring(L, -1);
@@ -162,7 +172,7 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   else lua_pushnil(L);
   lua_pushboolean(L, r->hs.is_upgrade);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sbox->ref);
-  end_event(L, 9);
+  end_event((l_ctx_t *)c->loop->data, L, 9);
 }
 
 static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
@@ -170,11 +180,13 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   l_conn_t *box = c->data;
   lua_State *L;
   if (!box || !(L = begin_event(c->loop))) return;
-  lua_pushinteger(L, EV_MESSAGE);
+  /* The hot path: straight to the message handler. */
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ((l_ctx_t *)c->loop->data)->message_ref);
   push_conn_obj(L, box);
   lua_pushlstring(L, (const char *)data, len);
   lua_pushboolean(L, opcode == WS_OP_BINARY);
-  end_event(L, 4);
+  end_event((l_ctx_t *)c->loop->data, L, 3);
 }
 
 static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
@@ -184,7 +196,7 @@ static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
   lua_pushinteger(L, EV_PONG);
   push_conn_obj(L, box);
   lua_pushlstring(L, (const char *)data, len);
-  end_event(L, 3);
+  end_event((l_ctx_t *)c->loop->data, L, 3);
 }
 
 static void on_drain(io_conn_t *c) {
@@ -193,7 +205,7 @@ static void on_drain(io_conn_t *c) {
   if (!box || !(L = begin_event(c->loop))) return;
   lua_pushinteger(L, EV_DRAIN);
   push_conn_obj(L, box);
-  end_event(L, 2);
+  end_event((l_ctx_t *)c->loop->data, L, 2);
 }
 
 static void on_closed(io_conn_t *c, int code, const char *reason,
@@ -210,7 +222,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
     const char *errname = io_conn_errname(c);
     if (errname) lua_pushstring(L, errname);
     else lua_pushnil(L);
-    end_event(L, 5);
+    end_event((l_ctx_t *)c->loop->data, L, 5);
     L = ctx->L;
   }
   box->c = NULL;
@@ -244,24 +256,29 @@ static void on_response(io_conn_t *c, const ws_http_response_t *res,
   else lua_pushstring(L, ws_handshake_errname(result));
   if (protocol.n) lua_pushlstring(L, protocol.p, protocol.n);
   else lua_pushnil(L);
-  end_event(L, 6);
+  end_event((l_ctx_t *)c->loop->data, L, 6);
 }
 
 static void on_timer(io_loop_t *loop) {
   lua_State *L = begin_event(loop);
   if (!L) return;
   lua_pushinteger(L, EV_TIMER);
-  end_event(L, 1);
+  end_event((l_ctx_t *)loop->data, L, 1);
 }
 
 /* ---- module functions ------------------------------------------------------ */
 
+/* set_dispatch(dispatch, on_message) */
 static int l_set_dispatch(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_pushvalue(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
   if (ctx->dispatch_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, ctx->dispatch_ref);
+  if (ctx->message_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, ctx->message_ref);
+  ctx->message_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ctx->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
@@ -277,6 +294,8 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
                          "(run/step called from inside a handler)");
   ctx->running = 1;
   ctx->L = L;
+  lua_pushcfunction(L, msgh);
+  ctx->msgh = lua_gettop(L);
   io_loop_flush(ctx->loop);
   if (budget_ms > 0) {
     if (!ctx->budget_init) {
@@ -292,6 +311,8 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
   io_loop_flush(ctx->loop);
   ctx->running = 0;
   ctx->L = ctx->main;
+  lua_settop(L, ctx->msgh - 1);
+  ctx->msgh = 0;
   lua_pushboolean(L, alive);
   return 1;
 }
@@ -320,7 +341,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (!L) return;
   lua_pushinteger(L, EV_SIGNAL);
   lua_pushinteger(L, signum);
-  end_event(L, 2);
+  end_event(ctx, L, 2);
 }
 
 /* signal(signum): deliver EV_SIGNAL events for signum (the handle does not
@@ -784,15 +805,21 @@ static int send_result(lua_State *L, int r) {
   }
 }
 
-/* send(data, is_binary [, flags]) */
+/* send(data, is_binary [, flags]) -> bytes now queued | nil, msg, name.
+ * Text is checked to be UTF-8 ("EUTF8"). */
 static int l_conn_send(lua_State *L) {
   l_conn_t *box = check_conn(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   int op = lua_toboolean(L, 3) ? WS_OP_BINARY : WS_OP_TEXT;
   int flags = (int)luaL_optinteger(L, 4, 0);
+  if (op == WS_OP_TEXT && !ws_utf8_valid((const uint8_t *)s, n))
+    return fail(L, "text message is not valid UTF-8", "EUTF8");
   if (!box->c) return closed_fail(L);
-  return send_result(L, io_conn_send_ex(box->c, op, s, n, flags));
+  int r = io_conn_send_ex(box->c, op, s, n, flags);
+  if (r != WS_CONN_OK) return send_result(L, r);
+  lua_pushinteger(L, (lua_Integer)io_conn_buffered(box->c));
+  return 1;
 }
 
 static int l_conn_deflate(lua_State *L) {
@@ -1083,6 +1110,8 @@ int luaopen_uvws_core(lua_State *L) {
     l_ctx_t *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
     memset(ctx, 0, sizeof *ctx);
     ctx->dispatch_ref = LUA_NOREF;
+    ctx->message_ref = LUA_NOREF;
+
     lua_newtable(L);
     lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");

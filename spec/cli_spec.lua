@@ -353,7 +353,7 @@ end]]))
         "ECONNECTION" },
       { "/bad-protocol", "FAIL the server selected the subprotocol unoffered, which was not " ..
         "offered %(offered: chat%)", "must fail the connection", "EPROTOCOL" },
-      { "/bad-extension", "FAIL the server selected the extension permessage%-deflate, which " ..
+      { "/bad-extension", "FAIL the server selected the extension x%-unoffered%-ext, which " ..
         "was not offered", "RFC 6455 §9%.1", "EEXTENSION" },
     }
     for _, b in ipairs(BROKEN) do

@@ -205,22 +205,27 @@ function WS:send(data, kind, timeout)
   if type(data) ~= "string" then
     error("uvws: send expects a string, got " .. type(data), 2)
   end
-  kind = kind or "text"
-  local binary = KINDS[kind]
+  local binary = KINDS[kind or "text"]
   if binary == nil then
     error("uvws: message kind must be 'text' or 'binary', got " .. tostring(kind), 2)
   end
-  if not binary and not core.utf8_valid(data) then
-    error("uvws: text message is not valid UTF-8 (send it as 'binary')", 2)
-  end
   if self.closed then return closed_error(self) end
-  local bok, berr, bname = backpressure(self, timeout)
-  if not bok then return nil, berr, bname end
-  local ok, err, name = self._c:send(data, binary, flags)
-  if not ok then
+  if self._bp then
+    -- The queue was over the high-water mark after an earlier send.
+    local bok, berr, bname = backpressure(self, timeout)
+    if not bok then return nil, berr, bname end
+    self._bp = false
+  end
+  local queued, err, name = self._c:send(data, binary, flags)
+  if not queued then
+    if name == "EUTF8" then
+      error("uvws: text message is not valid UTF-8 (send it as 'binary')", 2)
+    end
     if name == "closed" then return nil, "connection is closing", "closed" end
     return nil, err, name
   end
+  local hwm = self._opts.send_high_water
+  if hwm and queued >= hwm then self._bp = true end
   return true
 end
 
@@ -758,7 +763,7 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
     end
   end
 end
-core.set_dispatch(dispatch)
+core.set_dispatch(dispatch, ws_on_message)
 
 local DEFLATE_KEYS = {
   server_no_context_takeover = "boolean", client_no_context_takeover = "boolean",

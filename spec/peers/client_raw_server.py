@@ -12,7 +12,7 @@ and answers each upgrade request according to its path:
   /no-connection 101 without a Connection header
   /bad-accept    101 with a Sec-WebSocket-Accept computed from another key
   /bad-protocol  101 selecting the subprotocol "unoffered"
-  /bad-extension 101 selecting permessage-deflate (never offered)
+  /bad-extension 101 selecting x-unoffered-ext (never offered)
   /silent        reads the request and never answers
   /hang-up       closes the TCP connection without answering
   /redirect?n=N&to=URL   302 to /redirect?n=N-1&to=URL, and to URL when N=0
@@ -100,7 +100,7 @@ class Handler(socketserver.BaseRequestHandler):
         elif path == "/bad-protocol":
             out = upgrade_head(key, extra=["Sec-WebSocket-Protocol: unoffered"])
         elif path == "/bad-extension":
-            out = upgrade_head(key, extra=["Sec-WebSocket-Extensions: permessage-deflate"])
+            out = upgrade_head(key, extra=["Sec-WebSocket-Extensions: x-unoffered-ext"])
         elif path == "/silent":
             out = None
         elif path == "/hang-up":
