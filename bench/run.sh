@@ -82,8 +82,17 @@ if has py_websockets && ! $PY -c 'import websockets' 2>/dev/null; then
 fi
 command -v gnuplot >/dev/null || say "gnuplot missing (apt-get install gnuplot-nox): no plot"
 
-export LUA_PATH="$REPO/lua/?.lua;$REPO/lua/?/init.lua;;"
-export LUA_CPATH="$REPO/build/?.so;;"
+# Other engineers edit and rebuild this tree while we measure: every server
+# of the run loads one snapshot of the Lua modules, core.so and the scripts.
+SNAP=$OUT/snapshot
+[ -f build/uvws/core.so ] || { say "build/uvws/core.so missing: run make first"; exit 1; }
+mkdir -p "$SNAP/build/uvws" "$SNAP/examples" "$SNAP/bench"
+cp -r lua "$SNAP/"
+cp build/uvws/core.so "$SNAP/build/uvws/"
+cp examples/echo_server.lua "$SNAP/examples/"
+cp bench/handshake_server.lua "$SNAP/bench/"
+export LUA_PATH="$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;;"
+export LUA_CPATH="$SNAP/build/?.so;;"
 
 # --- servers ------------------------------------------------------------------
 declare -A PORT=() PID=()
@@ -97,10 +106,10 @@ server_cmd() {  # name port -> command line
   local p=$2
   case $1 in
     tcpecho)       echo "$TCPECHO $p" ;;
-    uvws)          echo "$LUA examples/echo_server.lua $p" ;;
-    uvws_deflate)  echo "$LUA examples/echo_server.lua $p --deflate" ;;
-    uvws_tls)      echo "$LUA examples/echo_server.lua $p --tls $OUT/tls/cert.pem $OUT/tls/key.pem" ;;
-    uvws_hs)       echo "$LUA bench/handshake_server.lua $p" ;;
+    uvws)          echo "$LUA $SNAP/examples/echo_server.lua $p" ;;
+    uvws_deflate)  echo "$LUA $SNAP/examples/echo_server.lua $p --deflate" ;;
+    uvws_tls)      echo "$LUA $SNAP/examples/echo_server.lua $p --tls $OUT/tls/cert.pem $OUT/tls/key.pem" ;;
+    uvws_hs)       echo "$LUA $SNAP/bench/handshake_server.lua $p" ;;
     node_ws)       echo "env WS_DIR=$REPO/bench/node_modules/ws node $WSBENCH/peers/ws_echo.js $p" ;;
     py_websockets) echo "$PY $WSBENCH/peers/websockets_echo.py $p" ;;
     *) say "unknown server $1"; return 1 ;;
@@ -172,7 +181,7 @@ bench() {
 # --- environment --------------------------------------------------------------
 {
   echo "date: $(date -u +%FT%TZ)"
-  echo "uvws: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet -- csrc lua examples 2>/dev/null || echo ' + uncommitted changes in csrc/lua/examples')"
+  echo "uvws: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- csrc lua examples 2>/dev/null || echo " + uncommitted changes in csrc/lua/examples (diff sha1 $(git diff HEAD -- csrc lua examples | sha1sum | cut -c1-12))")"
   echo "kernel: $(uname -r)  cpu: $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
   echo "lua: $($LUA -v 2>&1 | head -1)  libuv: $(dpkg-query -W -f='${Version}' libuv1-dev 2>/dev/null)"
   has node_ws && echo "node: $(node --version)  ws: $(node -p "require('$REPO/bench/node_modules/ws/package.json').version")"
