@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
       zlib1g-dev lua-busted lua-socket lua-check luarocks python3-websockets
-      curl openssl tinyproxy nodejs)
+      curl openssl tinyproxy nodejs lua-cjson chromium nginx
+      $(command -v npm >/dev/null || echo npm))   # nodesource's nodejs bundles npm
 
 deps() {
   local missing=()
@@ -39,7 +40,7 @@ case "${1:-}" in
     deps
     make -s
     export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;"
-    exec lua5.4 examples/echo_server.lua "${2:-9001}"
+    exec lua5.4 examples/chat/server.lua --port "${2:-8080}"
     ;;
   test)
     deps
