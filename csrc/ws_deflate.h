@@ -168,8 +168,8 @@ int ws_deflate_config_check(const ws_deflate_config_t *cfg);
  * valid one.  Offers of other extensions are skipped.  Returns 1 and fills
  * *agreed and `response` (the header value to answer, NUL-terminated, e.g.
  * "permessage-deflate; client_max_window_bits=12") when an offer was
- * accepted; 0 when none was (or cfg->enabled is 0: then the header is not
- * even parsed); WS_DEFLATE_ESYNTAX when the header does not follow the
+ * accepted; 0 when none was (or cfg->enabled is 0, or cfg fails
+ * ws_deflate_config_check: then the header is not even parsed); WS_DEFLATE_ESYNTAX when the header does not follow the
  * extension-list grammar (node ws and Python websockets answer 400). */
 int ws_deflate_server_negotiate(const ws_deflate_config_t *cfg,
                                 const char *value, size_t len,
