@@ -98,12 +98,11 @@ local function new_ws(conn, opts)
   local ws = setmetatable({
     _c = conn,
     _opts = opts,
-    _q = {}, _qh = 1, _qt = 0,   -- message queue: data, kind pairs
+    -- Created on first use, so an idle connection costs little:
+    -- _q (queued data, kind pairs), _pings ({payload, co, sent}),
+    -- _close_waiters, _drain_waiters.
+    _qh = 1, _qt = 0,
     _paused = false,
-    _waiter = nil,               -- coroutine waiting in receive
-    _pings = {},                 -- pending pings: {payload, co, sent}
-    _close_waiters = {},
-    _drain_waiters = {},
     closed = false,
   }, WS)
   conn:bind(ws)
@@ -181,6 +180,10 @@ function WS:drain(timeout)
   if not hwm or self._c:buffered() < hwm then return true end
   local co = sched.current("drain")
   local waiters = self._drain_waiters
+  if not waiters then
+    waiters = {}
+    self._drain_waiters = waiters
+  end
   waiters[#waiters + 1] = co
   self._c:want_drain()
   return sched.wait(timeout, function()
@@ -242,6 +245,10 @@ function WS:ping(data, timeout)
   local co = sched.current("ping")
   local entry = { data, co, core.hrtime() }
   local pings = self._pings
+  if not pings then
+    pings = {}
+    self._pings = pings
+  end
   pings[#pings + 1] = entry
   if timeout == nil then timeout = self._opts.pong_timeout or nil end
   return sched.wait(timeout, function()
@@ -285,6 +292,10 @@ function WS:close(code, reason)
   if not self.closed and coroutine.isyieldable() then
     local co = sched.current("close")
     local waiters = self._close_waiters
+    if not waiters then
+      waiters = {}
+      self._close_waiters = waiters
+    end
     waiters[#waiters + 1] = co
     sched.wait(nil)
   end
@@ -364,7 +375,12 @@ local function ws_on_message(ws, data, binary)
     return
   end
   local t = ws._qt
-  ws._q[t + 1], ws._q[t + 2] = data, kind
+  local q = ws._q
+  if not q then
+    q = {}
+    ws._q = q
+  end
+  q[t + 1], q[t + 2] = data, kind
   ws._qt = t + 2
   local max = ws._opts.max_queue
   if max and max > 0 and not ws._paused and (ws._qt - ws._qh + 1) / 2 >= max then
@@ -375,6 +391,7 @@ end
 
 local function ws_on_pong(ws, data)
   local pings = ws._pings
+  if not pings then return end
   for i = 1, #pings do
     if pings[i][1] == data then
       -- A pong answers its ping and every earlier one (RFC 6455 §5.5.3).
@@ -406,14 +423,14 @@ local function ws_on_closed(ws, code, reason, errname)
     sched.wake(co, closed_error(ws))
   end
   local pings = ws._pings
-  ws._pings = {}
-  for i = 1, #pings do sched.wake(pings[i][2], closed_error(ws)) end
+  ws._pings = nil
+  for i = 1, pings and #pings or 0 do sched.wake(pings[i][2], closed_error(ws)) end
   local waiters = ws._close_waiters
-  ws._close_waiters = {}
-  for i = 1, #waiters do sched.wake(waiters[i], true) end
+  ws._close_waiters = nil
+  for i = 1, waiters and #waiters or 0 do sched.wake(waiters[i], true) end
   local drains = ws._drain_waiters
-  ws._drain_waiters = {}
-  for i = 1, #drains do sched.wake(drains[i], closed_error(ws)) end
+  ws._drain_waiters = nil
+  for i = 1, drains and #drains or 0 do sched.wake(drains[i], closed_error(ws)) end
   if ws._on_closed then ws._on_closed(ws) end
 end
 
@@ -615,6 +632,20 @@ local function reject_upgrade(conn, status, body, headers)
   conn:http_done(false)
 end
 
+-- Called when a server-side websocket closes (shared by all of them).
+local function server_ws_closed(w)
+  local srv = w.server
+  srv._conns[w] = nil
+  if w._topics then
+    for topic in pairs(w._topics) do w:unsubscribe(topic) end
+  end
+  local waiters = srv._shutdown_waiters
+  if waiters and not next(srv._conns) then
+    srv._shutdown_waiters = nil
+    for _, co in ipairs(waiters) do sched.wake(co, true) end
+  end
+end
+
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
@@ -625,15 +656,7 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   ws.data = data
   ws.server = srv
   srv._conns[ws] = true
-  ws._on_closed = function(w)
-    srv._conns[w] = nil
-    for topic in pairs(w._topics or {}) do w:unsubscribe(topic) end
-    local waiters = srv._shutdown_waiters
-    if waiters and not next(srv._conns) then
-      srv._shutdown_waiters = nil
-      for _, co in ipairs(waiters) do sched.wake(co, true) end
-    end
-  end
+  ws._on_closed = server_ws_closed
   if srv.handler then
     sched.spawn(function()
       local hok, herr = xpcall(srv.handler, function(e)
@@ -653,7 +676,6 @@ end
 -- Runs on_upgrade and answers the upgrade.
 local function run_upgrade(srv, conn, req)
   sched.spawn(function()
-    local offered = req.protocols
     local result
     if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
       return reject_upgrade(conn, 403, "origin not allowed\n")
@@ -679,6 +701,7 @@ local function run_upgrade(srv, conn, req)
     end
     result = result or {}
     local protocol = result.protocol
+    local offered = (protocol ~= nil or srv.protocols) and req.protocols
     if protocol == nil and srv.protocols then
       for _, want in ipairs(offered) do
         for _, have in ipairs(srv.protocols) do
@@ -756,8 +779,8 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
   elseif ev == EV_DRAIN then
     if getmetatable(obj) == WS then
       local drains = obj._drain_waiters
-      if #drains > 0 then
-        obj._drain_waiters = {}
+      if drains and #drains > 0 then
+        obj._drain_waiters = nil
         for i = 1, #drains do sched.wake(drains[i], true) end
       end
     end
@@ -997,8 +1020,7 @@ function M.tcp_connect(host, port, opts)
   local conn, err, name = core.connect(cargs)
   if not conn then return nil, err, name end
   local st = setmetatable({
-    _c = conn, _opts = o, _q = {}, _qh = 1, _qt = 0, _paused = false,
-    _pings = {}, _close_waiters = {}, _drain_waiters = {}, closed = false,
+    _c = conn, _opts = o, _qh = 1, _qt = 0, _paused = false, closed = false,
     _raw = true,
   }, Stream)
   conn:bind(st)

@@ -99,7 +99,10 @@ local function split_tokens(value, out)
   return out
 end
 
-function M.new(method, target, minor, flat, body, conn)
+-- The header tables are built on first use from the flat list the core
+-- hands over, so a request nobody inspects costs one table.
+local function build_headers(req)
+  local flat = req._flat
   local headers, hv, list = setmetatable({}, HeadersMT), {}, {}
   for i = 1, #flat, 2 do
     local name, value = flat[i], flat[i + 1]
@@ -114,25 +117,50 @@ function M.new(method, target, minor, flat, body, conn)
       headers[lname] = value
     end
   end
-  local path, qs = target:match("^([^?#]*)%??([^#]*)")
-  local protocols = {}
-  for _, v in ipairs(hv["sec-websocket-protocol"] or {}) do split_tokens(v, protocols) end
-  local extensions = {}
-  for _, v in ipairs(hv["sec-websocket-extensions"] or {}) do split_tokens(v, extensions) end
+  rawset(req, "headers", headers)
+  rawset(req, "header_list", list)
+  rawset(req, "_hv", hv)
+end
+
+local function tokens_of(req, name)
+  local out = {}
+  for _, v in ipairs(req._hv[name] or {}) do split_tokens(v, out) end
+  return out
+end
+
+lazy.headers = function(req) build_headers(req) return rawget(req, "headers") end
+lazy.header_list = function(req) build_headers(req) return rawget(req, "header_list") end
+lazy._hv = function(req) build_headers(req) return rawget(req, "_hv") end
+lazy.protocols = function(req) return tokens_of(req, "sec-websocket-protocol") end
+lazy.extensions = function(req) return tokens_of(req, "sec-websocket-extensions") end
+lazy.path = function(req)
+  local path, qs = req.target:match("^([^?#]*)%??([^#]*)")
+  rawset(req, "query_string", qs or "")
+  return path or req.target
+end
+lazy.query_string = function(req)
+  local _ = req.path
+  return rawget(req, "query_string")
+end
+lazy.version = function(req) return "1." .. req._minor end
+
+function M.new(method, target, minor, flat, body, conn)
   local req = setmetatable({
     method = method,
     target = target,
-    path = path or target,
-    query_string = qs or "",
-    version = "1." .. minor,
-    headers = headers,
-    header_list = list,
-    protocols = protocols,
-    extensions = extensions,
     body = body,
-    _hv = hv,
-    _keepalive = minor >= 1 and not (headers.connection or ""):lower():find("close", 1, true),
+    _minor = minor,
+    _flat = flat,
   }, Request)
+  -- Keep-alive needs the Connection header: scan the flat list for it.
+  local close = minor < 1
+  for i = 1, #flat, 2 do
+    local name = flat[i]
+    if #name == 10 and name:lower() == "connection" and flat[i + 1]:lower():find("close", 1, true) then
+      close = true
+    end
+  end
+  req._keepalive = not close
   if conn then
     local ip, port = conn:peer()
     req.remote_addr, req.remote_port = ip, port
