@@ -5,10 +5,15 @@
 -- first use.  The spec is skipped (pending) only when chromium is missing
 -- and cannot be installed; anything else that goes wrong is a failure.
 --
+-- When nginx is installed, the page is also loaded through an nginx that
+-- does not forward the upgrade headers (spec/nginx/chat.conf.in), to see
+-- the page fall back to Server-Sent Events there.
+--
 -- The screenshot goes to build/chat.png; run with
 -- UVWS_SCREENSHOT=docs/chat.png to refresh the README's picture.
 
 local h = require "spec.helper"
+local cs = require "spec.chat_support"
 
 local CHROMIUM = "/usr/bin/chromium"
 local DIR = "spec/browser"
@@ -42,7 +47,7 @@ describe("chat page in chromium:", function()
     return
   end
 
-  local srv
+  local srv, proxy
 
   setup(function()
     if not exists(DIR .. "/node_modules/playwright-core/package.json") then
@@ -51,10 +56,20 @@ describe("chat page in chromium:", function()
       assert(code == 0 and exists(DIR .. "/node_modules/playwright-core/package.json"),
         "npm could not install playwright-core:\n" .. out)
     end
-    srv = h.start_server("examples/chat/server.lua", { "--port", "0" })
+    local args = { "--port", "0" }
+    local proxy_port
+    if executable(cs.NGINX) then
+      proxy_port = cs.free_port()
+      -- The page behind the proxy has the proxy's origin.
+      args[#args + 1] = "--origin"
+      args[#args + 1] = "http://127.0.0.1:" .. proxy_port
+    end
+    srv = h.start_server("examples/chat/server.lua", args)
+    if proxy_port then proxy = cs.start_nginx(srv.port, cs.NGINX_NO_UPGRADE, proxy_port) end
   end)
 
   teardown(function()
+    if proxy then proxy.stop() end
     h.stop_all()
   end)
 
@@ -63,12 +78,14 @@ describe("chat page in chromium:", function()
     local started = h.now()
     local out, code = h.run("env CHAT_URL=" .. h.q("http://127.0.0.1:" .. srv.port) ..
       " CHAT_ROOM=garden SCREENSHOT=" .. h.q(shot) .. " CHROMIUM=" .. CHROMIUM ..
+      (proxy and " BROKEN_PROXY_URL=http://127.0.0.1:" .. proxy.port or "") ..
       " node " .. DIR .. "/chat.test.js 2>&1", 90)
     local elapsed = h.now() - started
     local report = out .. "\nserver stderr:\n" .. srv.stderr()
     assert.equal(0, code, report)
     assert.is_nil(out:match("not ok"), report)
     assert.matches("browser: %d+ checks passed", out, nil, false, report)
+    if proxy then assert.matches("erin (proxy drops the upgrade) falls back to SSE", out, 1, true) end
     local path = shot:sub(1, 1) == "/" and shot or h.root .. "/" .. shot
     assert.truthy(h.read_file(path), "no screenshot at " .. shot)
     assert.is_true(elapsed < 60, ("the browser test took %.1f s"):format(elapsed))

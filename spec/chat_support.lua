@@ -1,10 +1,12 @@
 -- Helpers for the specs of the chat example (spec/chat_spec.lua,
--- spec/nginx_spec.lua): HTTP requests, upgrades and JSON messages over raw
--- sockets (spec.helper), and an event-stream reader.  Every wait is bounded.
+-- spec/nginx_spec.lua, spec/browser_spec.lua): HTTP requests, upgrades and
+-- JSON messages over raw sockets (spec.helper), an event-stream reader, and
+-- nginx as a reverse proxy.  Every wait is bounded.
 
 local h = require "spec.helper"
 local cjson = require "cjson"
 local assert = require "luassert"
+local socket = require "socket"
 
 local M = {}
 
@@ -151,6 +153,82 @@ function SSE:wait_for(pred, timeout)
     local m, err = self:event(math.max(0.01, deadline - h.now()))
     assert(m, "no matching event: " .. tostring(err))
     if pred(m) then return m end
+  end
+end
+
+---------------------------------------------------------------------------
+-- nginx in front of the chat server (spec/nginx/chat.conf.in)
+---------------------------------------------------------------------------
+
+M.NGINX = "/usr/sbin/nginx"
+
+-- What the template's UPGRADE placeholder becomes: the upgrade headers
+-- forwarded, or not.
+M.NGINX_UPGRADE = [[
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";]]
+M.NGINX_NO_UPGRADE = "            # (Upgrade and Connection are not forwarded)"
+
+-- A free loopback port (closed again: the caller binds it a moment later).
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function user_line()
+  local p = io.popen("id -u; id -un")
+  local uid, name = p:read("l"), p:read("l")
+  p:close()
+  -- Only root can switch users; workers then run as root too.
+  if uid == "0" then return "user " .. name .. ";" end
+  return ""
+end
+
+-- Writes a config from the template into a temporary folder and starts
+-- nginx on it (daemon off, killed by pid).  `upgrade` is M.NGINX_UPGRADE or
+-- M.NGINX_NO_UPGRADE; `port` defaults to a free one.  Returns { port, pid,
+-- dir, stop, log }; raises when nginx does not come up.
+function M.start_nginx(upstream_port, upgrade, port)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. h.q(dir)))
+  port = port or M.free_port()
+  local tmpl = assert(h.read_file(h.root .. "/spec/nginx/chat.conf.in"))
+  local conf = tmpl:gsub("@(%u+)@", {
+    DIR = dir, USER = user_line(), PORT = tostring(port),
+    UPSTREAM = "127.0.0.1:" .. upstream_port, UPGRADE = upgrade,
+  })
+  local f = assert(io.open(dir .. "/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  local ph = assert(io.popen("echo $$; exec /usr/bin/setpriv --pdeathsig KILL " .. M.NGINX ..
+    " -p " .. h.q(dir) .. " -e " .. h.q(dir .. "/error.log") ..
+    " -c " .. h.q(dir .. "/nginx.conf") .. " </dev/null >/dev/null 2>&1", "r"))
+  local pid = tonumber(ph:read("l"))
+  local n = { port = port, pid = pid, dir = dir }
+  function n.log() return h.read_file(dir .. "/error.log") or "" end
+  function n.stop()
+    if n.stopped then return end
+    n.stopped = true
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    local deadline = h.now() + 3
+    while h.alive(pid) and h.now() < deadline do h.sleep(0.02) end
+    if h.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    ph:close()
+    os.execute("rm -rf " .. h.q(dir))
+  end
+  local deadline = h.now() + 10
+  while true do
+    local c = h.raw(port, 0.5)
+    if c then c:close() return n end
+    if not h.alive(pid) or h.now() > deadline then
+      local log = n.log()
+      n.stop()
+      error("nginx did not start:\n" .. log, 2)
+    end
+    h.sleep(0.05)
   end
 end
 

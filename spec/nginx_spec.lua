@@ -11,79 +11,15 @@
 
 local h = require "spec.helper"
 local cs = require "spec.chat_support"
-local socket = require "socket"
 
 local TOKEN, BOT = "nginx-token", "robot"
-local NGINX = "/usr/sbin/nginx"
+local NGINX = cs.NGINX
 
-local UPGRADE_LINES = [[
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";]]
-local NO_UPGRADE = "            # (Upgrade and Connection are not forwarded)"
+local UPGRADE_LINES, NO_UPGRADE = cs.NGINX_UPGRADE, cs.NGINX_NO_UPGRADE
+local start_nginx = cs.start_nginx
 
 local function executable(path)
   return os.execute("test -x " .. h.q(path)) == true
-end
-
--- A free loopback port (closed again: nginx binds it a moment later).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function user_line()
-  local p = io.popen("id -u; id -un")
-  local uid, name = p:read("l"), p:read("l")
-  p:close()
-  -- Only root can switch users; workers then run as root too.
-  if uid == "0" then return "user " .. name .. ";" end
-  return ""
-end
-
--- Writes a config from the template and starts nginx on it.  Returns
--- { port, pid, dir, stop, log }; raises when nginx does not come up.
-local function start_nginx(upstream_port, upgrade)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. h.q(dir)))
-  local port = free_port()
-  local tmpl = assert(h.read_file(h.root .. "/spec/nginx/chat.conf.in"))
-  local conf = tmpl:gsub("@(%u+)@", {
-    DIR = dir, USER = user_line(), PORT = tostring(port),
-    UPSTREAM = "127.0.0.1:" .. upstream_port, UPGRADE = upgrade,
-  })
-  local f = assert(io.open(dir .. "/nginx.conf", "w"))
-  f:write(conf)
-  f:close()
-  local ph = assert(io.popen("echo $$; exec /usr/bin/setpriv --pdeathsig KILL " .. NGINX ..
-    " -p " .. h.q(dir) .. " -e " .. h.q(dir .. "/error.log") ..
-    " -c " .. h.q(dir .. "/nginx.conf") .. " </dev/null >/dev/null 2>&1", "r"))
-  local pid = tonumber(ph:read("l"))
-  local n = { port = port, pid = pid, dir = dir }
-  function n.log() return h.read_file(dir .. "/error.log") or "" end
-  function n.stop()
-    if n.stopped then return end
-    n.stopped = true
-    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-    local deadline = h.now() + 3
-    while h.alive(pid) and h.now() < deadline do h.sleep(0.02) end
-    if h.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-    ph:close()
-    os.execute("rm -rf " .. h.q(dir))
-  end
-  local deadline = h.now() + 10
-  while true do
-    local c = h.raw(port, 0.5)
-    if c then c:close() return n end
-    if not h.alive(pid) or h.now() > deadline then
-      local log = n.log()
-      n.stop()
-      error("nginx did not start:\n" .. log, 2)
-    end
-    h.sleep(0.05)
-  end
 end
 
 local have_nginx = executable(NGINX)

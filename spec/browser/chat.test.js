@@ -1,12 +1,16 @@
 // Drives Debian's chromium (headless, through playwright-core) against a
 // running examples/chat server.  Run by spec/browser_spec.lua:
 //
-//   CHAT_URL=http://127.0.0.1:PORT SCREENSHOT=docs/chat.png node spec/browser/chat.test.js
+//   CHAT_URL=http://127.0.0.1:PORT SCREENSHOT=docs/chat.png \
+//   [BROKEN_PROXY_URL=http://127.0.0.1:NGINXPORT] node spec/browser/chat.test.js
 //
 // Scenario: alice and bob (two browser contexts, so two cookie jars) join a
 // room over WebSocket, see each other's presence and the room's history and
 // chat both ways; carol's browser has no WebSocket, so her page falls back
-// to Server-Sent Events and still chats with them; dave's page gets a bad
+// to Server-Sent Events and still chats with them; with BROKEN_PROXY_URL
+// (nginx in front of the same server, not forwarding the upgrade headers),
+// erin's WebSocket fails, the page's probe says the upgrade was lost and it
+// falls back to SSE through the proxy; dave's page gets a bad
 // ticket and shows the server's 401.  Prints one "ok"/"not ok" line per
 // check and exits non-zero on the first failure.
 'use strict';
@@ -17,6 +21,7 @@ const path = require('path');
 
 const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080';
 const SHOT = process.env.SCREENSHOT || '';
+const BROKEN_PROXY = process.env.BROKEN_PROXY_URL || '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ROOM = process.env.CHAT_ROOM || `garden${process.pid}`;
 const WAIT = 10000;
@@ -51,8 +56,8 @@ async function check(what, fn) {
 // Page helpers
 // ---------------------------------------------------------------------------
 
-async function joinAs(page, nick, room) {
-  await page.goto(`${BASE}/`);
+async function joinAs(page, nick, room, base = BASE) {
+  await page.goto(`${base}/`);
   await page.fill('#nick', nick);
   await page.fill('#room', room);
   await page.click('#join');
@@ -102,7 +107,7 @@ async function main() {
   });
   const pageErrors = [];
   async function newPage(setup) {
-    const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
+    const ctx = await browser.newContext({ viewport: { width: 960, height: 660 } });
     if (setup) await setup(ctx);
     const page = await ctx.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -167,6 +172,23 @@ async function main() {
       await waitMessage(carol, 'bob', 'Loud and clear, Carol.');
       await waitMessage(alice, 'bob', 'Loud and clear, Carol.');
     });
+
+    if (BROKEN_PROXY) {
+      // Erin's page comes through a proxy that refuses upgrades.
+      const erin = await newPage();
+      await check('erin (proxy drops the upgrade) falls back to SSE through the proxy', async () => {
+        await joinAs(erin, 'erin', ROOM, BROKEN_PROXY);
+        await waitTransport(erin, 'sse');
+        await waitMessage(erin, 'bob', 'Loud and clear, Carol.');
+        await waitMembers(erin, ['alice', 'bob', 'carol', 'erin']);
+      });
+      await check('erin (SSE via the proxy) <-> alice (WebSocket)', async () => {
+        await say(erin, 'Erin here, my proxy eats WebSockets.');
+        await waitMessage(alice, 'erin', 'Erin here, my proxy eats WebSockets.');
+        await say(alice, 'Still reaches us, Erin.');
+        await waitMessage(erin, 'alice', 'Still reaches us, Erin.');
+      });
+    }
 
     // Dave's ticket is bogus: the server answers the upgrade with 401.
     const dave = await newPage((ctx) => ctx.route('**/ticket', (route) => route.fulfill({

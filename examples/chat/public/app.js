@@ -65,7 +65,7 @@ function notice(text, kind) {
 function hue(name) {
   let h = 2166136261;
   for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
-  return (h % 24) * 15;
+  return (h % 12) * 30;
 }
 
 function time(ts) {
@@ -253,11 +253,13 @@ function connectSSE(why) {
     $('status').title = `Server-Sent Events: ${why}`;
   };
   es.onmessage = (e) => handle(JSON.parse(e.data));
-  es.onerror = () => {
+  es.onerror = async () => {
     if (state.es !== es) return;
-    if (es.readyState === EventSource.CLOSED) {   // refused: start over
+    if (es.readyState === EventSource.CLOSED) {   // refused: logged out, or the server restarted
       state.es = null;
-      scheduleReconnect();
+      const me = await fetch('/me', { cache: 'no-store' }).catch(() => null);
+      if (me && me.status === 401) backToLogin('Your session has ended: log in again.');
+      else scheduleReconnect();
     } else {
       setStatus('connecting', 'reconnecting…');
     }
