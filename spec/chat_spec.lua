@@ -281,10 +281,12 @@ describe("chat example:", function()
 
     it("rate-limits each connection with a clear error", function()
       local a = join(port, "flood")
-      for i = 1, 70 do send(a, { type = "message", text = "flood " .. i }) end
+      -- 60 in a burst, then 6 more a second: 80 at once overflow it
+      -- unless the machine stalls for seconds.
+      for i = 1, 80 do send(a, { type = "message", text = "flood " .. i }) end
       local accepted, errors, first_error = 0, 0, nil
-      local deadline = h.now() + 5
-      while accepted + errors < 70 and h.now() < deadline do
+      local deadline = h.now() + 10
+      while accepted + errors < 80 and h.now() < deadline do
         local m = wait_for(a, function(m) return m.type == "message" or m.type == "error" end)
         if m.type == "message" then accepted = accepted + 1
         else
@@ -292,9 +294,9 @@ describe("chat example:", function()
           first_error = first_error or m
         end
       end
-      assert.equal(70, accepted + errors)
+      assert.equal(80, accepted + errors)
       assert.is_true(accepted >= 60, "accepted " .. accepted)
-      assert.is_true(errors >= 5, "errors " .. errors)
+      assert.is_true(errors >= 1, "errors " .. errors)
       assert.equal("rate_limited", first_error.code)
       assert.matches("^slow down: at most 60 messages per 10 seconds; try again in", first_error.message)
       assert.is_true(first_error.retry_after > 0)
@@ -350,7 +352,7 @@ describe("chat example:", function()
       local ev = open_events(port, "/events?room=ssef&token=" .. TOKEN)
       local w = ev:wait_for(of_type("welcome"))
       local got429, hdrs429, body429
-      for i = 1, 70 do
+      for i = 1, 200 do
         local status, body, hdrs = post_json(port, "/send", { sid = w.sid, text = "s" .. i })
         if status == 429 then got429, hdrs429, body429 = true, hdrs, body break end
       end
