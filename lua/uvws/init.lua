@@ -365,9 +365,67 @@ local ws_on_response
 local Stream   -- defined with the client code below
 local check_deflate
 
+------------------------------------------------------------------------------
+-- Event-style handlers: on_message(ws, data, kind) without a coroutine per
+-- connection.  Each call runs in a coroutine from a pool, so it may wait
+-- (sleep, send with backpressure, a client request); messages that arrive
+-- meanwhile for the same connection wait their turn, in order.
+------------------------------------------------------------------------------
+
+local pool = {}          -- idle pooled coroutines
+local POOL_MAX = 64
+
+local function report_event_error(ws, e)
+  local srv = ws.server
+  pcall(srv and srv.on_error or default_on_error, e.err, e.trace)
+  if not ws.closed then ws._c:close(1011, "internal error") end
+end
+
+local function traceback_err(e)
+  return { err = e, trace = debug.traceback(tostring(e), 2) }
+end
+
+local function pooled_main(fn, ws, a, b, c)
+  while true do
+    while true do
+      local ok, e = xpcall(fn, traceback_err, ws, a, b, c)
+      if not ok then report_event_error(ws, e) end
+      -- Messages that came while this call waited, in order.
+      local h = ws._qh
+      if h > ws._qt or not ws._evt_message then break end
+      fn = ws._evt_message
+      a, b = ws._q[h], ws._q[h + 1]
+      ws._q[h], ws._q[h + 1] = nil, nil
+      ws._qh = h + 2
+      if ws._qh > ws._qt then ws._qh, ws._qt = 1, 0 end
+      if ws._paused and (ws._qt - ws._qh) / 2 < ws._opts.max_queue / 2 then
+        ws._paused = false
+        ws._c:pause(false)
+      end
+    end
+    ws._busy = false
+    if #pool >= POOL_MAX then return end
+    pool[#pool + 1] = coroutine.running()
+    fn, ws, a, b, c = coroutine.yield()
+  end
+end
+
+-- Runs fn(ws, a, b, c) in a pooled coroutine, at once.
+local function run_pooled(fn, ws, a, b, c)
+  ws._busy = true
+  local co = table.remove(pool) or coroutine.create(pooled_main)
+  local ok, err = coroutine.resume(co, fn, ws, a, b, c)
+  if not ok then default_on_error(debug.traceback(co, tostring(err))) end
+end
+
 local function ws_on_message(ws, data, binary)
   local kind = binary and "binary" or "text"
-  if ws._raw then kind = nil end
+  local evt = ws._evt_message
+  if evt then
+    if not ws._busy then return run_pooled(evt, ws, data, kind) end
+  elseif ws._raw then
+    kind = nil
+  end
   local co = ws._waiter
   if co and ws._qh > ws._qt then
     ws._waiter = nil
@@ -636,6 +694,9 @@ end
 local function server_ws_closed(w)
   local srv = w.server
   srv._conns[w] = nil
+  if srv.on_close and w._evt_message then
+    run_pooled(srv.on_close, w, w.close_code, w.close_reason)
+  end
   if w._topics then
     for topic in pairs(w._topics) do w:unsubscribe(topic) end
   end
@@ -657,7 +718,10 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   ws.server = srv
   srv._conns[ws] = true
   ws._on_closed = server_ws_closed
-  if srv.handler then
+  if srv.on_message then
+    ws._evt_message = srv.on_message
+    if srv.on_open then run_pooled(srv.on_open, ws) end
+  elseif srv.handler then
     sched.spawn(function()
       local hok, herr = xpcall(srv.handler, function(e)
         return { err = e, trace = debug.traceback(tostring(e), 2) }
@@ -1090,7 +1154,8 @@ end
 -- @return server  or  nil, message, name
 function M.listen(opts)
   if type(opts) ~= "table" then error("uvws.listen expects a table", 2) end
-  for _, k in ipairs { "on_upgrade", "on_request", "handler", "on_error" } do
+  for _, k in ipairs { "on_upgrade", "on_request", "handler", "on_error",
+                       "on_open", "on_message", "on_close" } do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
       error("uvws.listen: " .. k .. " must be a function", 2)
     end
@@ -1122,6 +1187,9 @@ function M.listen(opts)
     on_upgrade = opts.on_upgrade,
     on_request = opts.on_request,
     handler = opts.handler,
+    on_open = opts.on_open,
+    on_message = opts.on_message,
+    on_close = opts.on_close,
     on_error = opts.on_error or default_on_error,
     protocols = opts.protocols,
     origins = opts.origins,
