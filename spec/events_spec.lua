@@ -1,0 +1,90 @@
+-- Event-style handlers (on_open / on_message / on_close) and the pooled
+-- coroutines they run in, tested in-process with the uvws client.
+local uvws = require "uvws"
+
+-- Runs fn in a coroutine with a server built from opts, then closes the
+-- server so uvws.run() returns; a watchdog bounds the whole test.
+local function with_server(opts, fn)
+  opts.host, opts.port = "127.0.0.1", 0
+  local srv = assert(uvws.listen(opts))
+  local done, err = false, nil
+  uvws.spawn(function()
+    local ok, e = pcall(fn, srv, "ws://127.0.0.1:" .. srv.port .. "/")
+    if not ok then err = e end
+    done = true
+    srv:close()
+  end)
+  local deadline = uvws.now() + 10
+  while not done and uvws.now() < deadline do uvws.step(50) end
+  if not done then srv:close() end
+  for _ = 1, 20 do uvws.step(10) end
+  assert(done, "the test did not finish within 10 s")
+  if err then error(err, 0) end
+end
+
+describe("event-style handlers", function()
+  it("calls on_open, on_message in order (even when a call waits) and on_close", function()
+    local log = {}
+    with_server({
+      on_open = function(ws) log[#log + 1] = "open " .. ws.request.path end,
+      on_message = function(ws, data, kind)
+        if data == "slow" then uvws.sleep(0.1) end
+        ws:send("echo:" .. data, kind)
+      end,
+      on_close = function(_, code) log[#log + 1] = "close " .. code end,
+    }, function(_, url)
+      local ws = assert(uvws.connect(url .. "x"))
+      ws:send("slow")
+      ws:send("a")
+      ws:send("\1\2", "binary")
+      assert.same({ "echo:slow", "text" }, { ws:receive(2) })
+      assert.same({ "echo:a", "text" }, { ws:receive(2) })
+      assert.same({ "echo:\1\2", "binary" }, { ws:receive(2) })
+      ws:close(4000, "done")
+      uvws.sleep(0.1)
+    end)
+    assert.same({ "open /x", "close 4000" }, log)
+  end)
+
+  it("reports an error to on_error, closes that connection with 1011 and keeps serving", function()
+    local errors = {}
+    with_server({
+      on_message = function(ws, data)
+        if data == "boom" then error("kaboom") end
+        ws:send(data)
+      end,
+      on_error = function(e) errors[#errors + 1] = tostring(e) end,
+    }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      ws:send("boom")
+      local data, _, name = ws:receive(2)
+      assert.is_nil(data)
+      assert.equal("closed", name)
+      assert.equal(1011, ws.close_code)
+      local ws2 = assert(uvws.connect(url))
+      ws2:send("still here")
+      assert.equal("still here", ws2:receive(2))
+      ws2:close()
+    end)
+    assert.equal(1, #errors)
+    assert.matches("kaboom", errors[1])
+  end)
+
+  it("keeps the order of 500 messages sent in one burst while calls wait", function()
+    local got = {}
+    with_server({
+      on_message = function(ws, data)
+        if tonumber(data) % 50 == 0 then uvws.sleep(0.01) end
+        got[#got + 1] = tonumber(data)
+        if #got == 500 then ws:send("all") end
+      end,
+    }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      for i = 1, 500 do ws:send(tostring(i)) end
+      assert.equal("all", ws:receive(5))
+      ws:close()
+    end)
+    assert.equal(500, #got)
+    for i = 1, 500 do assert.equal(i, got[i]) end
+  end)
+end)
