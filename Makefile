@@ -5,13 +5,13 @@
 #   make ctest      C unit tests only
 #   make spec       busted specs only
 #   make lint       luacheck
-#   make run        the echo server (PORT=9001)
+#   make run        the chat example (PORT=8080)
 #   make DEBUG=1    -O0 -g3, assertions on
 #   make SAN=1      AddressSanitizer and UBSan (use with clang or gcc)
 
 LUA      ?= lua5.4
 BUSTED   ?= busted --lua=$(LUA)
-PORT     ?= 9001
+PORT     ?= 8080
 PKGCONF  ?= pkg-config
 LUA_CFLAGS  ?= $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 UV_CFLAGS   ?= $(shell $(PKGCONF) --cflags libuv 2>/dev/null)
@@ -68,7 +68,7 @@ test: $(CORE_SO) $(CTESTS)
 
 run: $(CORE_SO)
 	LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;" \
-	  $(LUA) examples/echo_server.lua $(PORT)
+	  $(LUA) examples/chat/server.lua --port $(PORT)
 
 lint:
 	luacheck lua spec examples bin

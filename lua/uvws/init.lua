@@ -566,9 +566,14 @@ local MANAGED = { ["content-length"] = true, ["connection"] = true,
 local function write_response(conn, status, headers, body, keepalive, head_only)
   body = body or ""
   local lines = header_lines(headers, "uvws", MANAGED)
+  -- 1xx, 204 and 304 answers carry no body and no Content-Length
+  -- (RFC 9110 §8.6, §15.4.5).
+  local bodiless = status < 200 or status == 204 or status == 304
+  if bodiless then body = "" end
   local head = string.format(
-    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %d\r\nConnection: %s\r\n%s\r\n",
-    status, REASONS[status] or "Status", http_date(), #body,
+    "HTTP/1.1 %d %s\r\nDate: %s\r\n%sConnection: %s\r\n%s\r\n",
+    status, REASONS[status] or "Status", http_date(),
+    bodiless and "" or ("Content-Length: " .. #body .. "\r\n"),
     keepalive and "keep-alive" or "close", lines)
   conn:write(head_only and head or head .. body)
 end

@@ -170,6 +170,10 @@ local STATUS_HINTS = {
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
+-- Server header values (first word, lower case) of common reverse proxies.
+local PROXIES = { nginx = true, apache = true, haproxy = true, envoy = true, caddy = true,
+                  traefik = true, openresty = true, cloudflare = true, squid = true }
+
 local function status_hint(status)
   local h = STATUS_HINTS[status]
   if h then return h end
@@ -215,6 +219,16 @@ function M.check(request_raw, response_raw, key)
       if h["sec-websocket-version"] then
         add("warn", nil, "the server supports Sec-WebSocket-Version: " ..
           h["sec-websocket-version"] .. " (uvws speaks 13)")
+      end
+      local server = (h.server or ""):match("^[%w%-]+")
+      if h.via or (server and PROXIES[server:lower()]) then
+        add("warn", nil, "the answer came through a reverse proxy (" ..
+          (h.via and ("Via: " .. h.via) or ("Server: " .. h.server)) .. ")",
+          "A proxy passes a WebSocket upgrade on only when configured to: Upgrade and " ..
+          "Connection are hop-by-hop headers, dropped otherwise, and the server then sees " ..
+          "a request with a Sec-WebSocket-Key but no upgrade (uvws answers 400, other " ..
+          "servers 200, 404 or 426). nginx needs, in the location: proxy_http_version 1.1; " ..
+          "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";")
       end
     end
     return out, expected
