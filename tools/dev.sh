@@ -10,10 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
-      zlib1g-dev lua-busted lua-socket lua-check luarocks python3-websockets
-      curl openssl tinyproxy nodejs lua-cjson chromium nginx
-      $(command -v npm >/dev/null || echo npm))   # nodesource's nodejs bundles npm
+# What building and running the examples needs.
+RUN_PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
+          zlib1g-dev lua-cjson)
+# What the tests need on top: test runners, peers, proxies, a browser.
+TEST_PKGS=(lua-busted lua-socket lua-check luarocks python3-websockets curl
+           openssl tinyproxy nodejs lua-cjson chromium nginx
+           $(command -v npm >/dev/null || echo npm))   # nodesource's nodejs bundles npm
+PKGS=("${RUN_PKGS[@]}")
 
 deps() {
   local missing=()
@@ -35,7 +39,7 @@ deps() {
 }
 
 case "${1:-}" in
-  deps) deps ;;
+  deps) PKGS+=("${TEST_PKGS[@]}"); deps ;;
   run)
     deps
     make -s
@@ -43,6 +47,7 @@ case "${1:-}" in
     exec lua5.4 examples/chat/server.lua --port "${2:-8080}"
     ;;
   test)
+    PKGS+=("${TEST_PKGS[@]}")
     deps
     make -s test
     ;;
