@@ -15,7 +15,7 @@ RUN_PKGS=(build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev libssl-dev
           zlib1g-dev lua-cjson)
 # What the tests need on top: test runners, peers, proxies, a browser.
 TEST_PKGS=(lua-busted lua-socket lua-check luarocks python3-websockets curl
-           openssl tinyproxy nodejs lua-cjson chromium nginx
+           openssl tinyproxy nodejs lua-cjson chromium nginx redis-server lua-luv
            $(command -v npm >/dev/null || echo npm))   # nodesource's nodejs bundles npm
 PKGS=("${RUN_PKGS[@]}")
 
