@@ -44,6 +44,7 @@ build = {
     ["uvws.inspect"] = "lua/uvws/inspect.lua",
     ["uvws.cli"] = "lua/uvws/cli.lua",
     ["uvws.reconnecting"] = "lua/uvws/reconnecting.lua",
+    ["uvws.redis"] = "lua/uvws/redis.lua",
   },
   install = {
     bin = { uvws = "bin/uvws" },
