@@ -439,17 +439,43 @@ static int l_utf8_valid(lua_State *L) {
   return 1;
 }
 
-/* frame(data, is_binary) -> an unmasked frame (server to client). */
+/* frame(data, is_binary [, window_bits]) -> an unmasked frame (server to
+ * client).  With window_bits (8..15) the payload is compressed once from
+ * a fresh context (permessage-deflate, RSV1), for connections whose
+ * compressor keeps no context (see conn:deflate_shared_bits). */
 static int l_frame(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   int op = lua_toboolean(L, 2) ? WS_OP_BINARY : WS_OP_TEXT;
-  uint8_t hdr[WS_MAX_HEADER];
-  size_t hl = ws_frame_write_header(hdr, 1, 0, op, NULL, n);
+  int bits = (int)luaL_optinteger(L, 3, 0);
+  int rsv = 0;
+  ws_buf_t z = {0};
+  /* The Lua buffer is made first, large enough for any deflate output
+   * (stored blocks cost 5 bytes per 16 KiB), so that nothing can raise
+   * while zlib's output is held in malloc'd memory. */
+  size_t room = WS_MAX_HEADER + n + (bits ? n / 4096 + 64 : 0);
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, hl + n);
+  char *p = luaL_buffinitsize(L, &b, room);
+  if (bits) {
+    ws_deflate_config_t cfg;
+    ws_deflate_params_t prm = {1, 0, (uint8_t)bits, 15};
+    ws_deflate_config_default(&cfg, 1);
+    ws_deflate_t *d = ws_deflate_new(&cfg, &prm, 1);
+    int r = d ? ws_deflate_compress(d, s, n, &z) : WS_DEFLATE_ENOMEM;
+    ws_deflate_free(d);
+    if (r != 0 || WS_BUF_SIZE(&z) + WS_MAX_HEADER > room) {
+      ws_buf_free(&z);
+      return fail(L, "cannot compress the message", "ENOMEM");
+    }
+    s = (const char *)WS_BUF_PTR(&z);
+    n = WS_BUF_SIZE(&z);
+    rsv = WS_RSV1;
+  }
+  uint8_t hdr[WS_MAX_HEADER];
+  size_t hl = ws_frame_write_header(hdr, 1, rsv, op, NULL, n);
   memcpy(p, hdr, hl);
-  memcpy(p + hl, s, n);
+  if (n) memcpy(p + hl, s, n);
+  ws_buf_free(&z);
   luaL_pushresultsize(&b, hl + n);
   return 1;
 }
@@ -822,11 +848,13 @@ static int l_conn_send(lua_State *L) {
   return 1;
 }
 
+/* deflate() -> on, offered, shared_bits (see l_frame) */
 static int l_conn_deflate(lua_State *L) {
   l_conn_t *box = check_conn(L);
   lua_pushboolean(L, io_conn_deflate_on(box->c));
   lua_pushboolean(L, io_conn_deflate_offered(box->c));
-  return 2;
+  lua_pushinteger(L, box->c ? ws_deflate_shared_bits(box->c->ws.deflate) : 0);
+  return 3;
 }
 
 /* send_raw(frame): queues bytes framed once by core.frame (publish). */

@@ -598,6 +598,10 @@ void ws_deflate_free(ws_deflate_t *d) {
   free(d);
 }
 
+int ws_deflate_shared_bits(const ws_deflate_t *d) {
+  return d && d->tx_no_ctx ? d->tx_bits : 0;
+}
+
 int ws_deflate_should_compress(const ws_deflate_t *d, size_t len) {
   return len >= d->threshold;
 }

@@ -233,6 +233,13 @@ ws_deflate_t *ws_deflate_new(const ws_deflate_config_t *cfg,
 /* Frees d and its streams; NULL is allowed. */
 void ws_deflate_free(ws_deflate_t *d);
 
+/* Can a message compressed once, from a fresh context, be sent on this
+ * connection (this side compresses without context takeover)?  Returns
+ * the window bits to compress such a message with, or 0 when the
+ * connection keeps its compression context (a shared message would break
+ * the peer's history). */
+int ws_deflate_shared_bits(const ws_deflate_t *d);
+
 /* Should a message of len bytes be compressed (len >= threshold)? */
 int ws_deflate_should_compress(const ws_deflate_t *d, size_t len);
 

@@ -716,7 +716,9 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
   local ws = new_ws(conn, srv.opts)
-  ws.deflate = conn:deflate()
+  local on, _, zbits = conn:deflate()
+  ws.deflate = on
+  if zbits > 0 then ws._zbits = zbits end
   ws.request = req
   ws.protocol = protocol
   ws.data = data
@@ -1198,6 +1200,7 @@ function M.listen(opts)
     on_error = opts.on_error or default_on_error,
     protocols = opts.protocols,
     origins = opts.origins,
+    opts_deflate = opts.deflate,
     _conns = {},
     _topics = {},
   }, Server)
@@ -1225,6 +1228,11 @@ function Server:publish(topic, data, kind, skip)
   local subs = self._topics[topic]
   if not subs then return 0 end
   local frame = core.frame(data, binary)
+  -- Subscribers whose compressor keeps no context share one compressed
+  -- frame per window size; the others get the plain frame.
+  local zframes
+  local dz = self.opts_deflate
+  local compress = dz and #data >= (type(dz) == "table" and dz.threshold or 64)
   local o = self.opts
   local hwm, policy = o.send_high_water, o.send_policy
   local count = 0
@@ -1235,7 +1243,17 @@ function Server:publish(topic, data, kind, skip)
       if over and (policy == "close" or c:buffered() >= 4 * hwm) then
         c:close(1008, "send buffer full")
       elseif not (over and policy == "drop") then
-        if c:send_raw(frame) then count = count + 1 end
+        local f = frame
+        local bits = compress and ws._zbits
+        if bits then
+          zframes = zframes or {}
+          f = zframes[bits]
+          if not f then
+            f = core.frame(data, binary, bits) or frame
+            zframes[bits] = f
+          end
+        end
+        if c:send_raw(f) then count = count + 1 end
       end
     end
   end
