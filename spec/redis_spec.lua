@@ -81,13 +81,16 @@ local function start_redis(port)
     reaped = true
     os.execute("rm -rf " .. h.q(dir))
   end
-  -- Kills it at once (SIGKILL) and reaps it, keeping the dir for a restart.
+  -- Kills it at once (SIGKILL), as a crash would, and reaps it.
   function r.crash()
+    if reaped then return end
     r.kill("KILL")
     local deadline = h.now() + 3
     while h.alive(pid) and h.now() < deadline do h.sleep(0.01) end
     ph:close()
     reaped = true
+    r.dead = true
+    os.execute("rm -rf " .. h.q(dir))
   end
   local deadline = h.now() + 5
   while true do
@@ -295,7 +298,11 @@ describe("uvws.redis with redis-server", function()
   describe("bus", function()
     local servers, buses
 
-    before_each(function() servers, buses = {}, {} end)
+    before_each(function()
+      servers, buses = {}, {}
+      -- A test that failed between a crash and the restart left no Redis.
+      if R.dead then R = start_redis(R.port) end
+    end)
     after_each(function()
       -- Close what a failed test left open, and let the loop settle.
       run(function()
@@ -510,7 +517,6 @@ describe("uvws.redis with redis-server", function()
     end)
 
     it("closes with its server, reporting what it could not send", function()
-      local port = R.port
       run(function()
         local losses = {}
         local s1 = server()
@@ -523,8 +529,7 @@ describe("uvws.redis with redis-server", function()
         s1:close()
         assert.is_true(wait_for(function() return b1.closed end, 2))
         assert.same({ what = "dropped", count = 1, reason = "closed" }, losses[#losses])
-        assert.is_nil(rawget(s1, "publish"))
-        assert.equal(port, R.port)
+        assert.is_nil(rawget(s1, "publish"))   -- detached: the server's own publish again
       end)
     end)
   end)
