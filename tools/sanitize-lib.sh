@@ -5,19 +5,29 @@ REAL_LUA=$(command -v lua5.4) || { echo "lua5.4 not found" >&2; exit 2; }
 PYTHON=${PYTHON:-/usr/bin/python3}
 
 # shadow_root DIR: makes DIR/root, a copy of the checkout made of symlinks
-# in which build/ is DIR, so that busted (.busted: cpath build/?.so) and the
-# servers the specs start (spec/helper.lua: LUA_CPATH=./build/?.so, from
-# the root it finds next to spec/) load DIR/uvws/core.so.
+# in which build/uvws is DIR/uvws, so that busted (.busted: cpath
+# build/?.so) and the servers the specs start (spec/helper.lua:
+# LUA_CPATH=./build/?.so, from the root it finds next to spec/) load
+# DIR/uvws/core.so.  The other entries of build/ link to the real ones:
+# `make -C examples/embed` (embed_spec) follows the examples symlink and
+# builds into the real build/embed, which SHADOW_BUILD_DIRS (default
+# "embed") makes sure exists.
 shadow_root() {
   sr=$1/root
   rm -rf "$sr"
-  mkdir -p "$sr"
+  mkdir -p "$sr/build"
   for f in "$ROOT"/* "$ROOT"/.[!.]*; do
     [ -e "$f" ] || continue
     case ${f##*/} in build|build-*|.git) continue ;; esac
     ln -s "$f" "$sr/${f##*/}"
   done
-  ln -s "$(cd "$1" && pwd)" "$sr/build"
+  for d in ${SHADOW_BUILD_DIRS-embed}; do mkdir -p "$ROOT/build/$d"; done
+  for f in "$ROOT"/build/*; do
+    [ -e "$f" ] || continue
+    case ${f##*/} in uvws|test|asan|valgrind|fuzz|qa-*) continue ;; esac
+    ln -s "$f" "$sr/build/${f##*/}"
+  done
+  ln -s "$(cd "$1" && pwd)/uvws" "$sr/build/uvws"
   echo "$sr"
 }
 
@@ -82,7 +92,8 @@ session() {
   [ "${SESSION_KILL:-0}" = 1 ] && stop=
   timeout -k 5 600 "$PYTHON" tools/ws_session.py "$url_scheme://127.0.0.1:$port/" $stop \
     >"$log.client" 2>&1 || src=1
-  if [ "${SESSION_KILL:-0}" = 1 ]; then
+  if [ "${SESSION_KILL:-0}" = 1 ] || [ $src -ne 0 ]; then
+    # No shutdown was asked (or the session broke off before): SIGTERM.
     sleep 1
     if kill -0 $spid 2>/dev/null; then kill -TERM $spid; else
       echo "   $name: the server died during the session"; src=1; fi
