@@ -354,6 +354,29 @@ describe("uvws.redis with redis-server", function()
       end)
     end)
 
+    it("keeps at most max_inflight PUBLISHes unanswered and sends the rest in order", function()
+      run(function()
+        local s1, s2 = server(), server()
+        local b1 = attach(s1, { max_inflight = 3 })
+        local b2 = attach(s2)
+        local b = client(s2, "burst")
+        assert(b1:wait_ready(3))
+        assert(b2:wait_ready(3))
+        local peak = 0
+        for i = 1, 200 do
+          s1:publish("burst", "n" .. i)
+          peak = math.max(peak, b1._inflight)
+        end
+        assert.equal(3, peak)
+        assert.is_true(b1.stats.queued > 0)
+        for i = 1, 200 do assert.equal("n" .. i, b:receive(3)) end
+        assert.is_true(wait_for(function() return b1.stats.acked == 200 end))
+        assert.equal(0, b1.stats.queued)
+        assert.equal(0, b1.stats.dropped)
+        b:close()
+      end)
+    end)
+
     it("mirrors a topic to Redis only while a local subscriber exists", function()
       run(function()
         local r = assert(redis.connect("127.0.0.1", R.port))
