@@ -307,19 +307,23 @@ local function run_client(cmd, secs)
 end
 
 -- A uvws server with a deflate table, for the threshold, opt-out,
--- on_upgrade and publish specs.  Text commands: "info", "reply N",
--- "nocompress N", "force N", "publish N"; anything else is echoed.
+-- on_upgrade and publish specs.  A path ending in "off" declines deflate
+-- in on_upgrade; one starting with "/pub" subscribes to "news".  Text
+-- commands: "info", "reply N", "nocompress N", "force N", "publish N"
+-- (N "p"s), "publish-words N", "publish-noise N" (binary, random),
+-- "publish-periodic N" (binary: 3000 bytes of random words, repeated);
+-- anything else is echoed.
 local TABLE_SERVER = h.server_source([[
   deflate = { threshold = 256, server_max_window_bits = 10, client_max_window_bits = 10,
               client_no_context_takeover = true },
   max_message_size = 4 * 1024 * 1024,
   max_inflated_size = 64 * 1024,
   on_upgrade = function(req)
-    if req.path == "/off" then return { deflate = false, data = { offered = req.deflate } } end
+    if req.path:match("off$") then return { deflate = false, data = { offered = req.deflate } } end
     return { data = { offered = req.deflate } }
   end,
 ]], [[function(ws)
-    if ws.request.path == "/pub" then
+    if ws.request.path:match("^/pub") then
       ws:subscribe("news")
       ws:send("subscribed")
     end
@@ -332,6 +336,20 @@ local TABLE_SERVER = h.server_source([[
       elseif cmd == "nocompress" then ws:send(string.rep("n", n), "text", { compress = false })
       elseif cmd == "force" then ws:send(string.rep("f", n), "text", { compress = true })
       elseif cmd == "publish" then ws.server:publish("news", string.rep("p", n))
+      elseif data:match("^publish%-") then
+        local what, m = data:match("^publish%-(%a+) (%d+)$")
+        m = tonumber(m)
+        local x, t = 7, {}
+        for i = 1, m do
+          x = (x * 1103515245 + 12345) % 2147483648
+          t[i] = what == "periodic" and ({ "news ", "of ", "the ", "day ", "and ", "more " })[(x >> 16) % 6 + 1]
+                 or string.char((x >> 16) & 255)
+        end
+        local rnd = table.concat(t)
+        if what == "words" then
+          ws.server:publish("news", string.rep("news of the day, ", m // 17 + 1):sub(1, m))
+        elseif what == "noise" then ws.server:publish("news", rnd:sub(1, m), "binary")
+        else ws.server:publish("news", rnd:sub(1, 3000):rep(m // 3000 + 1):sub(1, m), "binary") end
       else ws:send(data, kind) end
     end
   end]])
@@ -712,6 +730,29 @@ describe("deflate frames:", function()
     end
   end)
 
+  it("inflates messages ending in a BFINAL block, and later ones referring back to them", function()
+    local c = zconn()
+    local m1, m2, m3 = words(3000, 1), words(3000, 1), words(2000, 2)
+    local r = codec {
+      { "f 12", m1 },                       -- a whole stream: BFINAL set
+      { "z 12 " .. #m1, m1 .. m2 },         -- refers back to m1
+      { "f 12", m3 },
+      { "c " .. new_stream() .. " 12", m1 },
+    }
+    for _, x in ipairs(r) do assert(x.ok, x.data) end
+    assert.is_true(#r[2].data < 200, #r[2].data .. " bytes: no back-reference?")
+    c:send(zframe(1, r[1].data))
+    c:send(zframe(1, r[2].data))
+    -- Two streams in one message: a BFINAL block, then more blocks.
+    c:send(zframe(1, r[3].data .. r[4].data))
+    local got = {}
+    for i = 1, 3 do got[i] = read_msg(c).payload end
+    local inf = inflate(got, 12)
+    assert.equal(m1, inf[1].data)
+    assert.equal(m2, inf[2].data)
+    assert.equal(m3 .. m1, inf[3].data)
+  end)
+
   it("fails RSV1 on a continuation frame with 1002", function()
     local c = zconn()
     local p = compress1(words(1000), 12)
@@ -943,6 +984,73 @@ describe("deflate threshold and opt-out:", function()
     assert.equal(string.rep("r", 4000), inf[2].data)
   end)
 
+  it("publishes one compressed frame to subscribers without server context takeover", function()
+    local subs = {
+      -- offer, path, compressed?, window
+      { "permessage-deflate; server_no_context_takeover", "/pub", true, 10 },
+      { "permessage-deflate; server_no_context_takeover; server_max_window_bits=8", "/pub", true, 8 },
+      { "permessage-deflate; server_no_context_takeover; server_max_window_bits=9", "/pub", true, 9 },
+      { "permessage-deflate", "/pub", false },
+      { "permessage-deflate; server_no_context_takeover", "/pub-off", false },
+      { nil, "/pub", false },
+    }
+    for _, s in ipairs(subs) do
+      s.c = offer(tsrv.port, s[1], s[2])
+      assert.equal("subscribed", read_msg(s.c).payload)
+    end
+    local function expect_all(cmd, want, opcode, small)
+      subs[1].c:send(h.text(cmd))
+      for i, s in ipairs(subs) do
+        local r = read_msg(s.c)
+        assert.equal(opcode, r.opcode)
+        local label = ("%s to subscriber %d (%s %s)"):format(cmd, i, tostring(s[1]), s[2])
+        if s[3] and not small then
+          assert.equal(4, r.rsv, label)
+          -- From a fresh context, within the subscriber's window.
+          local inf = inflate({ r.payload }, s[4])[1]
+          assert.is_true(inf.ok, label .. ": " .. inf.data)
+          assert.is_true(inf.data == want, label)
+        else
+          assert.equal(0, r.rsv, label)
+          assert.is_true(r.payload == want, label)
+        end
+      end
+    end
+    local words_msg = string.rep("news of the day, ", 5000 // 17 + 1):sub(1, 5000)
+    expect_all("publish-words 5000", words_msg, 1)
+    expect_all("publish 100", string.rep("p", 100), 1, true)   -- under the threshold
+    -- Random words repeated every 3000 bytes: the 256..1024-byte windows
+    -- must not reach back to the previous period (strict inflate).
+    local function lcg(n, periodic)
+      local x, t = 7, {}
+      for i = 1, n do
+        x = (x * 1103515245 + 12345) % 2147483648
+        t[i] = periodic and ({ "news ", "of ", "the ", "day ", "and ", "more " })[(x >> 16) % 6 + 1]
+               or string.char((x >> 16) & 255)
+      end
+      return table.concat(t)
+    end
+    expect_all("publish-periodic 20000", lcg(20000, true):sub(1, 3000):rep(7):sub(1, 20000), 2)
+    -- Incompressible data: any frame is fine as long as it reads back
+    -- (uvws sends it uncompressed when deflate would expand it).
+    local rnd = lcg(20000)
+    subs[1].c:send(h.text("publish-noise 20000"))
+    for i, s in ipairs(subs) do
+      local r = read_msg(s.c)
+      local got = r.payload
+      if r.rsv == 4 then got = assert(inflate({ r.payload }, s[4] or 10)[1]).data end
+      assert.is_true(got == rnd, "noise to subscriber " .. i)
+    end
+    -- The connections' own compressed messages still work afterwards.
+    for i, s in ipairs(subs) do
+      s.c:send(h.text("reply 2000"))
+      local r = read_msg(s.c)
+      local got = r.payload
+      if r.rsv == 4 then got = assert(inflate({ r.payload }, s[4] or 10)[1]).data end
+      assert.equal(string.rep("r", 2000), got, "subscriber " .. i)
+    end
+  end)
+
   it("a Python websockets client accepts published frames on a deflate connection", function()
     local ok, why = python_ok()
     if not ok then return pending(why) end
@@ -952,6 +1060,14 @@ describe("deflate threshold and opt-out:", function()
     assert.truthy(res.ext and res.ext:match("^permessage%-deflate"), tostring(res.ext))
     assert.is_true(res.ok, "published message: " .. tostring(res.len) .. " bytes")
     assert.is_true(res.wire_rx >= 100000, "published frame of " .. res.wire_rx .. " bytes: compressed?")
+    assert.is_true(res.echo)
+    -- Offering server_no_context_takeover, it gets a compressed frame.
+    res = run_client(h.PYTHON .. " " .. PEERS .. "py_client.py publish ws://127.0.0.1:" ..
+                     tsrv.port .. "/pub 100000 snct", 30)[1]
+    assert.is_nil(res.error, res.error)
+    assert.truthy(res.ext:match("server_no_context_takeover"), res.ext)
+    assert.is_true(res.ok, "published message: " .. tostring(res.len) .. " bytes")
+    assert.is_true(res.wire_rx < 10000, "published frame of " .. res.wire_rx .. " bytes: not compressed?")
     assert.is_true(res.echo)
   end)
 end)

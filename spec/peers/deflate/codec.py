@@ -20,6 +20,11 @@ of messages can share one compressor or decompressor: context takeover):
                         so a distance beyond the 2^WBITS window is always
                         caught by zlib ("invalid distance too far back")
                         instead of being resolved in the output buffer
+    f WBITS             compress with Z_FINISH: one stream ending in a block
+                        with BFINAL set, nothing removed
+    z WBITS N           compress the data after its first N bytes with those
+                        N bytes as the preset dictionary (zdict): what a peer
+                        with context takeover sends after a message of them
     zeros N             one message of N zero bytes compressed at level 9
                         with window 15 (a decompression bomb)
 """
@@ -74,6 +79,15 @@ def main():
                 if d is None:
                     d = decomps[op[1]] = zlib.decompressobj(-int(op[2]))
                 res = strict_inflate(d, data)
+            elif op[0] == "f":
+                c = zlib.compressobj(6, zlib.DEFLATED, -int(op[1]), 8)
+                res = c.compress(data) + c.flush()
+            elif op[0] == "z":
+                n = int(op[2])
+                c = zlib.compressobj(6, zlib.DEFLATED, -int(op[1]), 8, zdict=data[:n])
+                res = c.compress(data[n:]) + c.flush(zlib.Z_SYNC_FLUSH)
+                assert res.endswith(TAIL)
+                res = res[:-4]
             elif op[0] == "zeros":
                 c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
                 chunk = bytes(1 << 20)

@@ -9,8 +9,10 @@
     py_client.py interop URL       default settings (as most applications
                                    use it): messages echoed, then the
                                    close codes in both directions
-    py_client.py publish URL N     asks the server to publish N bytes on a
-                                   topic and checks what arrives
+    py_client.py publish URL N [snct]
+                                   asks the server to publish N bytes on a
+                                   topic and checks what arrives (snct:
+                                   offering server_no_context_takeover)
 
 Prints one JSON object per line.  "wire_rx" counts the bytes read from the
 TCP connection, so that a spec can tell that the peer compressed.  Exits
@@ -141,11 +143,12 @@ async def interop(url):
     print(json.dumps(res), flush=True)
 
 
-async def publish(url, n):
+async def publish(url, n, snct):
     res = {}
     Counting.wire_rx = 0
+    factory = ClientPerMessageDeflateFactory(server_no_context_takeover=snct)
     try:
-        async with websockets.connect(url, create_protocol=Counting) as ws:
+        async with websockets.connect(url, create_protocol=Counting, extensions=[factory]) as ws:
             res["ext"] = ext_header(ws)
             assert await asyncio.wait_for(ws.recv(), 5) == "subscribed"
             before = Counting.wire_rx
@@ -169,7 +172,7 @@ def main():
     elif mode == "interop":
         coro = interop(url)
     elif mode == "publish":
-        coro = publish(url, int(sys.argv[3]))
+        coro = publish(url, int(sys.argv[3]), sys.argv[4:] == ["snct"])
     else:
         raise SystemExit("unknown mode " + mode)
     asyncio.run(asyncio.wait_for(coro, 60))
