@@ -7,7 +7,7 @@ two sessions (permessage-deflate offered, then compression=None), each
 with text, binary, multibyte text, 125/126/65536-byte and 1 MiB messages,
 a fragmented message, pings with and without payload and a 1000 close;
 then raw sockets for the error paths: a bad Sec-WebSocket-Key (400), a
-plain GET, an unmasked frame (1002), invalid UTF-8 (1007), a peer that
+plain GET, two GETs on one keep-alive connection, an unmasked frame (1002), invalid UTF-8 (1007), a peer that
 vanishes mid-frame.  With --shutdown, a last session sends "__shutdown__"
 (tools/session_server.lua then shuts down and exits).  Prints one line
 per check and exits 0 when all passed.  Every wait is bounded.
@@ -137,6 +137,32 @@ def raw_checks(url):
     s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     data = read_until_closed(s)
     check("raw: plain GET answered", data.startswith(b"HTTP/1.1 "), data[:40])
+    s.close()
+
+    # Two requests on one keep-alive connection, then the client leaves.
+    s = raw_connect(url)
+    req = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    got = b""
+    for _ in range(2):
+        s.sendall(req)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        got += head[:12]
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":")[1])
+        while n > 0:
+            chunk = s.recv(n)
+            if not chunk:
+                break
+            n -= len(chunk)
+    check("raw: two requests on one keep-alive connection",
+          got == b"HTTP/1.1 200HTTP/1.1 200", got)
     s.close()
 
     for name, payload, want in (
