@@ -160,6 +160,7 @@ local function backpressure(ws, timeout)
     return nil, "send buffer full (" .. ws._c:buffered() .. " bytes queued)", "backpressure"
   elseif policy == "close" then
     ws._c:close(1008, "send buffer full")
+    ws._bp = false   -- later sends find the close frame sent: "closed"
     return nil, "send buffer full: connection closed", "backpressure"
   end
   -- "wait": only a coroutine can wait; elsewhere the message is queued.

@@ -14,6 +14,7 @@ local heap = {}          -- timer entries ordered by deadline (ms)
 local armed_at = nil     -- the deadline the C timer is armed for
 local waiting = setmetatable({}, { __mode = "k" })
 local seq = 0
+local dead = 0           -- cancelled entries still in the heap
 
 local function less(a, b)
   if a.t ~= b.t then return a.t < b.t end
@@ -37,6 +38,7 @@ end
 local function pop()
   local n = #heap
   local top = heap[1]
+  if top.dead and top.cancelled then dead = dead - 1 end
   heap[1] = heap[n]
   heap[n] = nil
   n = n - 1
@@ -86,10 +88,34 @@ function M.add_timer(seconds, fn)
   return e
 end
 
+-- Rebuilds the heap without its cancelled entries.
+local function compact()
+  local live = {}
+  for i = 1, #heap do
+    local e = heap[i]
+    if not e.dead then live[#live + 1] = e end
+  end
+  heap = {}
+  dead = 0
+  for i = 1, #live do push(live[i]) end
+end
+
+--- Cancels a timer.  Its entry stays in the heap until it surfaces, but
+-- drops what it refers to (the callback and, through it, a coroutine and
+-- its connection); when cancelled entries pile up (a long timer ahead of
+-- many short waits) the heap is rebuilt.
 function M.cancel(e)
   if e.dead then return end
   e.dead = true
-  if heap[1] == e then rearm() end
+  e.cancelled = true
+  e.fn = nil
+  dead = dead + 1
+  if heap[1] == e then
+    rearm()
+  elseif dead > 256 and dead * 2 > #heap then
+    compact()
+    rearm()
+  end
 end
 
 --- Called by the dispatcher when the C timer fires.
