@@ -539,6 +539,32 @@ describe("uvws.redis with redis-server", function()
       end, 20)
     end)
 
+    it("drops and reconnects the links of a Redis that stops answering (PING heartbeat)", function()
+      run(function()
+        local errors = {}
+        local s1, s2 = server(), server()
+        local opts = { ping_interval = 0.2, ping_timeout = 0.3, min_delay = 0.05, max_delay = 0.2,
+                       on_loss = function() end,
+                       on_error = function(msg, name, link) errors[#errors + 1] = { msg, name, link } end }
+        local b1, b2 = attach(s1, opts), attach(s2, opts)
+        local b = client(s2, "hb")
+        assert(b1:wait_ready(3))
+        assert(b2:wait_ready(3))
+        R.kill("STOP")
+        assert.is_true(wait_for(function() return b1.stats.outages >= 2 and b2.stats.outages >= 2 end, 4))
+        local timeouts = {}
+        for _, e in ipairs(errors) do
+          if e[2] == "ETIMEDOUT" then timeouts[e[3]] = true end
+        end
+        assert.same({ publish = true, subscribe = true }, timeouts)
+        R.kill("CONT")
+        assert.is_true(wait_for(function() return b1:ready() and b2:ready() end, 5))
+        s1:publish("hb", "after")
+        assert.equal("after", b:receive(3))
+        b:close()
+      end, 20)
+    end)
+
     it("closes with its server, reporting what it could not send", function()
       run(function()
         local losses = {}

@@ -31,7 +31,8 @@
 --    counters are in bus.stats; the reports go to on_loss (default: a
 --    line on stderr).
 --  * Both links reconnect with exponential backoff and jitter, and the
---    subscribe link subscribes again to every mirrored topic.
+--    subscribe link subscribes again to every mirrored topic.  A PING
+--    heartbeat drops a link whose Redis stopped answering.
 --  * Pub/sub through Redis is at most once: a message in flight when a
 --    link drops may be lost (and is counted), never delivered twice.
 local uvws = require "uvws"
@@ -360,6 +361,18 @@ function Client:pending()
   return self._t - self._h + 1
 end
 
+--- Drops the connection at once (a peer that stopped answering), failing
+-- what waits for a reply.
+function Client:abort(reason)
+  local conn = self._s._c
+  if conn and conn.abort and not self._s.closed then
+    conn:abort(1006, reason or "aborted")
+  else
+    self:close()
+  end
+  return true
+end
+
 --- Closes the connection after what was written is sent.
 function Client:close()
   if not self._s.closed then self._s:close() end
@@ -378,7 +391,7 @@ M.defaults = {
   host = "127.0.0.1", port = 6379, channel_prefix = "uvws:",
   connect_timeout = 2, min_delay = 0.1, max_delay = 5, factor = 2, jitter = 0.2,
   max_queue = 10000, max_queue_bytes = 16 * 1024 * 1024, max_inflight = 1000,
-  watch_interval = 0.5,
+  ping_interval = 15, ping_timeout = 5, watch_interval = 0.5,
 }
 
 local function random_id()
@@ -548,6 +561,16 @@ local function parse_payload(payload)
 end
 
 function Bus:_on_push(v)
+  if M.is_error(v) then
+    -- SUBSCRIBE refused (NOAUTH, ACL...): the topics are not mirrored.
+    self:_error("SUBSCRIBE: " .. v.message, "EREDIS", "subscribe")
+    return
+  end
+  if v == "PONG" then
+    self._pong = true   -- PING outside subscribe mode (nothing mirrored yet)
+    return
+  end
+  if type(v) ~= "table" then return end
   local kind = v[1]
   local st = self.stats
   if kind == "message" then
@@ -585,6 +608,8 @@ function Bus:_on_push(v)
       local ok, err = pcall(self.on_message, topic, data, mkind, origin)
       if not ok then io.stderr:write("uvws.redis: error in on_message: ", tostring(err), "\n") end
     end
+  elseif kind == "pong" then
+    self._pong = true
   elseif kind == "subscribe" then
     local ch = v[2]
     local p = (self._pending[ch] or 1) - 1
@@ -715,6 +740,37 @@ function Bus:_start_links()
   end)
 end
 
+-- Every ping_interval seconds both links must answer a PING within
+-- ping_timeout; a link that does not (a hung Redis, a half-open TCP
+-- connection) is dropped and reconnects.
+function Bus:_heartbeat()
+  uvws.spawn(function()
+    while not self.closed do
+      self:_pause(self.ping_interval)
+      if self.closed then break end
+      local pubc = self._pub_up and self._pub or nil
+      local subc = self._sub_up and self._sub or nil
+      local pub_ok = pubc == nil
+      if pubc then pubc:send(function(v) if v ~= nil then pub_ok = true end end, "PING") end
+      self._pong = subc == nil
+      if subc then subc:send_push("PING") end
+      local deadline = uvws.now() + self.ping_timeout
+      while not self.closed and not (pub_ok and self._pong) and uvws.now() < deadline do
+        self:_pause(math.min(0.05, self.ping_timeout))
+      end
+      if self.closed then break end
+      if pubc and not pub_ok and not pubc.closed then
+        self:_error("no answer to PING within " .. self.ping_timeout .. " s", "ETIMEDOUT", "publish")
+        pubc:abort("no answer to PING")
+      end
+      if subc and not self._pong and not subc.closed then
+        self:_error("no answer to PING within " .. self.ping_timeout .. " s", "ETIMEDOUT", "subscribe")
+        subc:abort("no answer to PING")
+      end
+    end
+  end)
+end
+
 -- Closes the bus when the server closes (its shutdown may come from a
 -- signal, outside any coroutine, so it is watched rather than wrapped).
 function Bus:_watch()
@@ -731,7 +787,8 @@ end
 -- opts: host, port, password, username, db, channel_prefix, connect_timeout,
 --   min_delay, max_delay, factor, jitter (reconnection backoff),
 --   max_queue, max_queue_bytes (messages kept while the publish link is
---   down), max_inflight (PUBLISHes awaiting their reply), on_loss(info),
+--   down), max_inflight (PUBLISHes awaiting their reply), ping_interval,
+--   ping_timeout (heartbeat; 0 disables), on_loss(info),
 --   on_error(message, name, link), on_message(topic, data, kind, origin)
 --   (after each message from another process is delivered locally).
 function M.attach(server, opts)
@@ -755,6 +812,7 @@ function M.attach(server, opts)
     min_delay = opt("min_delay"), max_delay = opt("max_delay"), factor = opt("factor"),
     jitter = opt("jitter"), max_queue = opt("max_queue"), max_queue_bytes = opt("max_queue_bytes"),
     max_inflight = opt("max_inflight"), watch_interval = opt("watch_interval"),
+    ping_interval = opt("ping_interval"), ping_timeout = opt("ping_timeout"),
     on_loss = opts.on_loss or default_on_loss, on_error = opts.on_error or default_on_error,
     on_message = opts.on_message,
     stats = {
@@ -784,6 +842,7 @@ function M.attach(server, opts)
   -- Publishing: local delivery by the server's own publish, then Redis.
   local base = server.publish
   bus._base_publish = base
+  bus._own_publish = rawget(server, "publish")
   server.publish = function(self, topic, data, kind, skip)
     local n = base(self, topic, data, kind, skip)   -- checks the arguments
     bus:_send(topic, data, kind or "text")
@@ -812,6 +871,7 @@ function M.attach(server, opts)
 
   bus:_start_links()
   bus:_watch()
+  if bus.ping_interval and bus.ping_interval > 0 then bus:_heartbeat() end
   return bus
 end
 
@@ -853,7 +913,7 @@ function Bus:close(timeout)
   if self.closed then return true end
   self.closed = true
   local srv = self.server
-  srv.publish = nil
+  srv.publish = self._own_publish
   srv._topics = self._raw_topics
   srv._redis_bus = nil
   if self._pub_up then
