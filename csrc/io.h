@@ -142,6 +142,11 @@ enum {
   IO_CLOSING          /* uv_close called */
 };
 
+union io_req {
+  uv_write_t write;
+  uv_shutdown_t shutdown;
+};
+
 struct io_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
@@ -156,10 +161,10 @@ struct io_conn {
   ws_conn_t ws;             /* ws.out is also the HTTP output */
   ws_buf_t in;              /* a partial head or body */
   ws_buf_t wbuf;            /* bytes handed to uv_write */
-  union {
-    uv_write_t write;
-    uv_shutdown_t shutdown;
-  } req;                    /* a shutdown only follows the last write */
+  /* The request of a uv_write or uv_shutdown in flight (a shutdown only
+   * follows the last write), allocated only then: idle connections hold
+   * none. */
+  union io_req *req;
   size_t consume;           /* bytes of `in` still used by the layer above */
   size_t head_len;          /* request head length while reading a body */
   size_t body_len;
@@ -188,7 +193,7 @@ struct io_conn {
   int close_code;
   const char *errname;      /* libuv error name of a failure, static */
   uint8_t close_reason_len;
-  char close_reason[123];
+  char *close_reason;       /* allocated when the connection ends */
 };
 
 /* Creates a loop context on `uv` (or on a new loop when NULL).  Returns

@@ -43,9 +43,11 @@ static void set_close_info(io_conn_t *c, int code, const char *reason,
                            size_t len) {
   if (c->close_code) return; /* the first cause wins */
   c->close_code = code;
-  if (len > sizeof c->close_reason) len = sizeof c->close_reason;
-  if (len) memcpy(c->close_reason, reason, len);
-  c->close_reason_len = (uint8_t)len;
+  if (len > 123) len = 123; /* a close reason's maximum */
+  if (len && (c->close_reason = malloc(len)) != NULL) {
+    memcpy(c->close_reason, reason, len);
+    c->close_reason_len = (uint8_t)len;
+  }
 }
 
 /* ---- closing ----------------------------------------------------------- */
@@ -57,7 +59,8 @@ static void on_timer_closed(uv_handle_t *h) {
 
   if (c->handed_up && loop->cb.on_closed && !loop->closing) {
     int code = c->close_code ? c->close_code : 1006;
-    loop->cb.on_closed(c, code, c->close_reason, c->close_reason_len);
+    loop->cb.on_closed(c, code, c->close_reason ? c->close_reason : "",
+                       c->close_reason_len);
   }
   if (c->prev) c->prev->next = c->next;
   else loop->conns = c->next;
@@ -65,6 +68,8 @@ static void on_timer_closed(uv_handle_t *h) {
   io__client_free(c);
   io__tls_free(c);
   free(c->ext_response);
+  free(c->close_reason);
+  free(c->req);
   ws_conn_free(&c->ws);
   ws_buf_free(&c->in);
   ws_buf_free(&c->wbuf);
@@ -101,6 +106,8 @@ void io_conn_abort(io_conn_t *c, int code, const char *reason) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   io_conn_t *c = req->handle->data;
+  free(c->req); /* the request was c->req */
+  c->req = NULL;
   if (c->phase == IO_CLOSING) return;
   if (status < 0 || c->eof) {
     conn_close_now(c);
@@ -131,7 +138,11 @@ static void conn_finish(io_conn_t *c) {
   if (!c->deadline_close || d < c->deadline_close) c->deadline_close = d;
   c->phase = IO_DRAIN;
   arm_timer(c);
-  if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
+  if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+    conn_close_now(c);
+    return;
+  }
+  if (uv_shutdown(&c->req->shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
     conn_close_now(c);
 }
 
@@ -656,6 +667,8 @@ static void check_drain(io_conn_t *c);
 static void on_write(uv_write_t *req, int status) {
   io_conn_t *c = req->handle->data;
   c->writing = 0;
+  free(c->req); /* the request was c->req */
+  c->req = NULL;
   if (c->phase == IO_CLOSING) return;
   if (status < 0) {
     io_conn_abort(c, 1006, uv_strerror(status));
@@ -723,7 +736,11 @@ void io__conn_flush(io_conn_t *c) {
       *net = t;
       uv_buf_t w = uv_buf_init((char *)WS_BUF_PTR(&c->wbuf),
                                (unsigned)WS_BUF_SIZE(&c->wbuf));
-      if (uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &w, 1, on_write)) {
+      if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+        io_conn_abort(c, 1006, "out of memory");
+        return;
+      }
+      if (uv_write(&c->req->write, (uv_stream_t *)&c->tcp, &w, 1, on_write)) {
         io_conn_abort(c, 1006, "write failed");
         return;
       }
