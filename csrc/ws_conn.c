@@ -315,11 +315,19 @@ static size_t payload(ws_conn_t *c, uint8_t *p, size_t avail, int *stop) {
       *stop = on_control(c, p, n) != 0;
       return n;
     }
+    if (!c->ctl && !(c->ctl = malloc(WS_MAX_CONTROL))) {
+      fail(c, 1011, "out of memory");
+      *stop = 1;
+      return n;
+    }
     memcpy(c->ctl + c->ctl_len, p, n);
     c->ctl_len = (uint8_t)(c->ctl_len + n);
     if (c->remaining == 0) {
+      uint8_t *ctl = c->ctl;
       c->in_payload = 0;
-      *stop = on_control(c, c->ctl, c->ctl_len) != 0;
+      c->ctl = NULL;
+      *stop = on_control(c, ctl, c->ctl_len) != 0;
+      free(ctl);
     }
     return n;
   }
@@ -362,6 +370,8 @@ void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
 }
 
 void ws_conn_free(ws_conn_t *c) {
+  free(c->ctl);
+  c->ctl = NULL;
   ws_buf_free(&c->msg);
   ws_buf_free(&c->out);
   ws_deflate_free(c->deflate);

@@ -133,9 +133,10 @@ typedef struct ws_conn {
   uint32_t utf8;            /* ws_utf8 state of a text message */
   ws_buf_t msg;             /* fragments so far; freed after delivery */
 
-  /* A control frame split across reads. */
+  /* A control frame split across reads, gathered in WS_MAX_CONTROL bytes
+   * allocated only then (a whole one is handled in place). */
   uint8_t ctl_len;
-  uint8_t ctl[WS_MAX_CONTROL];
+  uint8_t *ctl;
 
   /* Bytes to send. */
   ws_buf_t out;
