@@ -154,14 +154,23 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
     io_conn_abort(c, 1011, "no Lua server");
     return;
   }
-  l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
-  box->c = NULL;
-  box->ref = LUA_NOREF;
-  luaL_setmetatable(L, CONN_MT);
-  lua_pushvalue(L, -1);
-  box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  box->c = c;
-  c->data = box;
+  l_conn_t *box = c->data;
+  if (box) {
+    /* Another request on a kept-alive connection: the same userdata,
+     * unbound from the previous request's response object. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
+    lua_pushnil(L);
+    lua_setiuservalue(L, -2, 1);
+  } else {
+    box = lua_newuserdatauv(L, sizeof *box, 1);
+    box->c = NULL;
+    box->ref = LUA_NOREF;
+    luaL_setmetatable(L, CONN_MT);
+    lua_pushvalue(L, -1);
+    box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    box->c = c;
+    c->data = box;
+  }
   lua_pushinteger(L, EV_REQUEST);
   lua_insert(L, -2);
   lua_pushlstring(L, r->req.method.p, r->req.method.n);
