@@ -8,12 +8,14 @@
 #   make run        the chat example (PORT=8080)
 #   make DEBUG=1    -O0 -g3, assertions on
 #   make SAN=1      AddressSanitizer and UBSan (use with clang or gcc)
+#   make LUA_VERSION=5.3 test   build and test against Lua 5.3
 
-LUA      ?= lua5.4
+LUA_VERSION ?= 5.4
+LUA      ?= lua$(LUA_VERSION)
 BUSTED   ?= busted --lua=$(LUA)
 PORT     ?= 8080
 PKGCONF  ?= pkg-config
-LUA_CFLAGS  ?= $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_CFLAGS  ?= $(shell $(PKGCONF) --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
 UV_CFLAGS   ?= $(shell $(PKGCONF) --cflags libuv 2>/dev/null)
 UV_LIBS     ?= $(shell $(PKGCONF) --libs libuv 2>/dev/null || echo -luv)
 SSL_LIBS    ?= -lssl -lcrypto

@@ -26,6 +26,14 @@
 #include "uvws.h"
 #include "ws_utf8.h"
 
+/* Lua 5.3: the four 5.4 calls this file uses, with one user value. */
+#if LUA_VERSION_NUM < 504
+#define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, sz)
+#define lua_getiuservalue(L, idx, n) lua_getuservalue(L, idx)
+#define lua_setiuservalue(L, idx, n) lua_setuservalue(L, idx)
+#define luaL_pushfail(L) lua_pushnil(L)
+#endif
+
 #define CTX_KEY "uvws.ctx"
 #define SERVER_MT "uvws.server"
 #define CONN_MT "uvws.conn"
