@@ -1342,3 +1342,184 @@ describe("deflate interop, the uvws client against foreign servers:", function()
     end)
   end
 end)
+
+---------------------------------------------------------------------------
+-- The uvws client's side: answers and frames from a hand-written server
+---------------------------------------------------------------------------
+
+describe("deflate, the uvws client against a hand-written server:", function()
+  local ok, why = python_ok()
+  local peer
+  setup(function() if ok then peer = start_peer(h.PYTHON .. " " .. PEERS .. "raw_server.py") end end)
+  teardown(function() if peer then peer.stop() end end)
+
+  local function enc(s)
+    return (s:gsub("[^%w%-_.~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
+  end
+
+  -- The URL that makes raw_server.py answer `ext` and then send `send`.
+  local function url(ext, send, cw)
+    local q = {}
+    if ext then q[#q + 1] = "ext=" .. enc(ext) end
+    if send then q[#q + 1] = "send=" .. send end
+    if cw then q[#q + 1] = "cw=" .. cw end
+    return peer.url .. "?" .. table.concat(q, "&")
+  end
+
+  -- How many "close CODE" lines the server has logged so far.
+  local function closes()
+    local n = 0
+    for _ in peer.stdout():gmatch("close %S+") do n = n + 1 end
+    return n
+  end
+
+  -- Waits for the next "close CODE" line after the first `seen`.
+  local function next_close(seen)
+    local deadline = h.now() + 3
+    while h.now() < deadline do
+      local i, code = 0, nil
+      for c in peer.stdout():gmatch("close (%S+)") do
+        i = i + 1
+        if i == seen + 1 then code = c end
+      end
+      if code then return code end
+      h.sleep(0.02)
+    end
+  end
+
+  it("fails with EEXTENSION when the answer does not accept the offer", function()
+    if not ok then return pending(why) end
+    local cases = {
+      { nil, "permessage-deflate; foo" },
+      { nil, "permessage-deflate; server_max_window_bits=7" },
+      { nil, "permessage-deflate; server_max_window_bits=16" },
+      { nil, "permessage-deflate; server_max_window_bits" },
+      { nil, "permessage-deflate; client_max_window_bits" },
+      { nil, "permessage-deflate; client_max_window_bits=08" },
+      { nil, "permessage-deflate, permessage-deflate" },
+      { nil, "x-webkit-deflate-frame" },
+      { nil, "permessage-deflate; server_no_context_takeover=1" },
+      { nil, "permessage-deflate; client_no_context_takeover; client_no_context_takeover" },
+      { nil, "permessage-deflate;;" },
+      { { server_max_window_bits = 10 }, "permessage-deflate; server_max_window_bits=12" },
+      { { server_max_window_bits = 10 }, "permessage-deflate" },
+      { { server_no_context_takeover = true }, "permessage-deflate" },
+      { { client_max_window_bits = 10 }, "permessage-deflate; client_max_window_bits=12" },
+      { false, "permessage-deflate" },
+    }
+    run(function()
+      for _, case in ipairs(cases) do
+        local opts = {}
+        if case[1] ~= nil then opts.deflate = case[1] end
+        local ws, msg, name, resp = uvws.connect(url(case[2]), opts)
+        local label = ("%s with deflate = %s"):format(case[2], type(case[1]) == "table" and
+          json.encode(case[1]) or tostring(case[1]))
+        assert.is_nil(ws, label .. ": accepted")
+        assert.equal("EEXTENSION", name, label .. ": " .. tostring(msg))
+        assert.equal(101, resp and resp.status, label)
+      end
+    end, 20)
+  end)
+
+  it("accepts valid answers and inflates what the server sends", function()
+    if not ok then return pending(why) end
+    run(function()
+      for _, case in ipairs {
+        { "permessage-deflate", "z" },
+        { "permessage-deflate; server_max_window_bits=9", "z9" },
+        { "permessage-deflate; server_no_context_takeover; client_no_context_takeover", "z" },
+        { "permessage-deflate; client_max_window_bits=8", "z" },
+        { "PerMessage-Deflate; Server_Max_Window_Bits=\"10\"", "z" },
+      } do
+        local ws, msg = uvws.connect(url(case[1], case[2]))
+        assert.is_table(ws, case[1] .. ": " .. tostring(msg))
+        assert.is_true(ws.deflate, case[1])
+        assert.equal("hello compressed", (ws:receive(5)), case[1])
+        ws:close()
+      end
+      -- No extension in the answer: no compression, and that is fine.
+      local ws = assert(uvws.connect(url(nil, "plain")))
+      assert.is_false(ws.deflate)
+      assert.equal("hello plain", (ws:receive(5)))
+      assert.is_true(ws:send(words(3000)))
+      assert.equal(words(3000), (ws:receive(5)))
+      ws:close()
+    end, 20)
+  end)
+
+  it("compresses within the client_max_window_bits the server answered", function()
+    if not ok then return pending(why) end
+    -- 3000 bytes of text, repeated: a 15-bit window reaches back 3000
+    -- bytes, a 9-bit one cannot.
+    local msg = words(3000, 5):rep(8)
+    local function errors()
+      local n = 0
+      for _ in peer.stdout():gmatch("inflate error") do n = n + 1 end
+      return n
+    end
+    local errors0 = errors()
+    run(function()
+      for _, bits in ipairs { 9, 8, 10 } do
+        local ws = assert(uvws.connect(url("permessage-deflate; client_max_window_bits=" .. bits,
+                                           nil, bits)))
+        assert.is_true(ws.deflate)
+        assert.is_true(ws:send(msg))
+        assert.is_true(ws:send(msg))     -- with context takeover
+        assert.equal(msg, (ws:receive(5)), "window " .. bits)
+        assert.equal(msg, (ws:receive(5)), "window " .. bits)
+        ws:close()
+      end
+      -- The control: without the limit the client uses its 15-bit
+      -- window, which the server's 9-bit inflate refuses (1007).
+      local ws = assert(uvws.connect(url("permessage-deflate", nil, 9)))
+      assert.is_true(ws:send(msg))
+      local data = ws:receive(5)
+      assert.is_nil(data)
+      assert.equal(1007, ws.close_code)
+    end, 20)
+    -- Only the control failed to inflate.
+    assert.equal(errors0 + 1, errors(), peer.stdout())
+  end)
+
+  it("fails RSV1 without the extension with 1002, and corrupt data with 1007", function()
+    if not ok then return pending(why) end
+    for _, case in ipairs {
+      { nil, "rsv1", 1002, { deflate = false } },
+      { nil, "rsv1", 1002, {} },                      -- offered, not agreed
+      { "permessage-deflate", "corrupt", 1007, {} },
+    } do
+      local seen = closes()
+      run(function()
+        local ws = assert(uvws.connect(url(case[1], case[2]), case[4]))
+        local data, _, name = ws:receive(5)
+        assert.is_nil(data)
+        assert.equal("closed", name)
+        assert.equal(case[3], ws.close_code)
+      end)
+      assert.equal(tostring(case[3]), next_close(seen), case[2])
+    end
+  end)
+
+  it("bounds inflating on the client too: a 100 MiB bomb closes with 1009 (RSS measured)", function()
+    if not ok then return pending(why) end
+    local MiB = 1024 * 1024
+    local seen = closes()
+    local rss0, hwm0 = mem("self")
+    local elapsed, rss1, hwm1
+    run(function()
+      local ws = assert(uvws.connect(url("permessage-deflate", "bomb"), { max_message_size = MiB }))
+      local t0 = h.now()
+      local data, _, name = ws:receive(5)
+      elapsed = h.now() - t0
+      rss1, hwm1 = mem("self")
+      assert.is_nil(data)
+      assert.equal("closed", name)
+      assert.equal(1009, ws.close_code)
+    end)
+    assert.equal("1009", next_close(seen))
+    assert.is_true(elapsed < 1, ("1009 after %.2f s"):format(elapsed))
+    assert.is_true(rss1 < rss0 + 20 * MiB, ("RSS %.1f MiB, %.1f before"):format(rss1 / MiB, rss0 / MiB))
+    assert.is_true(hwm1 <= math.max(hwm0, rss0 + 20 * MiB),
+      ("peak RSS %.1f MiB, %.1f before"):format(hwm1 / MiB, rss0 / MiB))
+  end)
+end)

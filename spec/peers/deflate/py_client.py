@@ -100,10 +100,10 @@ async def combos(url, spec):
         Counting.wire_rx = 0
         try:
             async with websockets.connect(url, extensions=[factory], max_size=1 << 24,
-                                          create_protocol=Counting) as ws:
+                                          create_protocol=Counting, close_timeout=1) as ws:
                 res["offer"] = ws.request_headers.get("Sec-WebSocket-Extensions")
                 res["ext"] = ext_header(ws)
-                res["ok"], res["bad"] = await exchange(ws, msgs)
+                res["ok"], res["bad"] = await asyncio.wait_for(exchange(ws, msgs), 10)
         except Exception as e:  # noqa: BLE001 - reported to the spec
             res["error"] = "%s: %s" % (type(e).__name__, e)
         res["wire_rx"] = Counting.wire_rx
