@@ -18,9 +18,9 @@
 # wsbench (utime+stime from /proc/PID/stat), and how busy each core was
 # (/proc/stat, softirq included).  Loopback TCP work is charged to whichever
 # core runs the sender's softirq, so the per-process figures do not add up
-# to the core figures.  "other jobs' CPU" is what every other process used
-# in the window (this machine is shared): read a row with a high figure
-# there as disturbed.
+# to the core figures.  "other jobs' CPU" is the machine's user and system
+# time in the window minus ours (this machine is shared): a row with a high
+# figure there was disturbed.
 #
 # Output: build/bench/workers-<UTC time>/ with results.jsonl (wsbench's JSON
 # plus the CPU split) and table.md (also printed).
@@ -89,11 +89,6 @@ start_server() {
 # The server's processes: the pid and its children (the workers).
 server_pids() { echo "$SRV_PID $(pgrep -P "$SRV_PID" | tr '\n' ' ')"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# "pid ticks" for every process, to tell how much CPU other jobs used.
-all_ticks() {
-  awk '{ i = index($0, ") "); split(substr($0, i + 2), b, " "); split(FILENAME, p, "/")
-         print p[3], b[12] + b[13] }' /proc/[0-9]*/stat 2>/dev/null || true
-}
 cores() { awk '/^cpu[0-9]/{printf "%s %d %d\n", $1, $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
 
 # Other engineers share this machine: before each run wait (at most
@@ -136,13 +131,13 @@ run() {
   local spids; spids=$(server_pids)
   local -A t0=(); local p
   for p in $spids "${pids[@]}"; do t0[$p]=$(ticks "$p"); done
-  all_ticks >"$OUT/ticks0"
+  local u0; u0=$(awk '/^cpu /{print $2 + $3 + $4}' /proc/stat)
   local c0; c0=$(cores); local w0; w0=$(date +%s.%N)
   sleep "$(awk -v s="$SECS" 'BEGIN{print s - 1}')"
   local -A t1=()
   for p in $spids "${pids[@]}"; do t1[$p]=$(ticks "$p"); done
   local c1; c1=$(cores); local w1; w1=$(date +%s.%N)
-  all_ticks >"$OUT/ticks1"
+  local u1; u1=$(awk '/^cpu /{print $2 + $3 + $4}' /proc/stat)
   for p in "${pids[@]}"; do wait "$p" || true; done
   local wall; wall=$(awk -v a="$w0" -v b="$w1" 'BEGIN{print b - a}')
   cpu_of() { awk -v a="${t0[$1]}" -v b="${t1[$1]}" -v w="$wall" -v t="$TCK" 'BEGIN{printf "%.2f", (b-a)/t/w}'; }
@@ -150,11 +145,12 @@ run() {
   for p in $spids; do srv_cpu="$srv_cpu$sep$(cpu_of "$p")"; sep=","; done
   sep=""
   for p in "${pids[@]}"; do gen_cpu="$gen_cpu$sep$(cpu_of "$p")"; sep=","; done
-  # Other jobs: every process but ours that lived through the window.
+  # Other jobs: user and system time of the whole machine (short-lived
+  # processes such as compilers included) minus our processes'.
   local foreign
-  foreign=$(awk -v ours=" $spids ${pids[*]} " -v w="$wall" -v t="$TCK" \
-    'NR == FNR { a[$1] = $2; next } ($1 in a) && index(ours, " " $1 " ") == 0 { s += $2 - a[$1] }
-     END { printf "%.2f", s / t / w }' "$OUT/ticks0" "$OUT/ticks1")
+  foreign=$(echo "$srv_cpu,$gen_cpu" | tr ',' '\n' |
+    awk -v a="$u0" -v b="$u1" -v w="$wall" -v t="$TCK" '{ ours += $1 }
+      END { f = (b - a) / t / w - ours; if (f < 0) f = 0; printf "%.2f", f }')
   local busy; busy=$(paste <(echo "$c0") <(echo "$c1") | awk '{b=$5-$2; i=$6-$3; printf "%s%.2f", (NR > 1 ? "," : ""), ((b + i) ? b / (b + i) : 0)}')
   # Sum the generators' results.
   local mps p50 p99 errs
