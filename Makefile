@@ -143,7 +143,7 @@ test-valgrind: valgrind-build
 # ===========================================================================
 # Benchmarks (issue 6): bench/run.sh drives ../shared/tools/wsbench against
 # examples/echo_server.lua and, in the same run, the tcpecho ceiling, node ws
-# and Python websockets; results in build/bench/<UTC time>/ (results.jsonl,
+# and Python websockets; results in bench/runs/<UTC time>/ (results.jsonl,
 # table.md), the plot in docs/bench.png.  bench/PROFILE.md: where time goes.
 #
 #   make bench                   REPS=3 runs of SECS=10 per cell (about 45 min)

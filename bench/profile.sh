@@ -11,7 +11,7 @@
 # 200000); the dump covers exactly that run (100 handshakes included, which
 # is < 0.5 %).  The server runs on build/bench/lua5.4-prof, a Lua 5.4
 # interpreter linked from liblua5.4.a with its symbols (Debian's lua5.4 is
-# stripped).  Output under build/bench/prof/: the raw profile, the
+# stripped).  Output under bench/runs/prof/: the raw profile, the
 # function list and the grouped summary (bench/profgroup.py).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +24,7 @@ WSBENCH=${WSBENCH:-$(dirname "$REPO")/shared/tools/wsbench}
 WSB=$WSBENCH/wsbench
 [ -x "$WSB" ] || WSB=$REPO/build/bench/bin/wsbench
 [ -x "$WSB" ] || { make -s -C "$WSBENCH" && WSB=$WSBENCH/wsbench; }
-OUT=$REPO/build/bench/prof
+OUT=${OUT:-$REPO/bench/runs/prof}
 mkdir -p "$OUT"
 LUA_BIN=${LUA_BIN:-$REPO/build/bench/lua5.4-prof}
 if [ ! -x "$LUA_BIN" ]; then

@@ -19,7 +19,8 @@
 #                          than FOREIGN_MAX cores during it [0.10 1]
 #   QUIET QUIET_MAX_S      before each run wait up to QUIET_MAX_S seconds
 #                          until at most QUIET cores are busy [0.25 5]
-#   OUT         output folder [build/bench/<UTC time>]
+#   OUT         output folder [bench/runs/<UTC time>; not under build/, which
+#               `make clean` removes while we run]
 #   PNG         the plot [docs/bench.png]
 #
 # Server pinned to core 0, wsbench to core 1 (taskset), as in
@@ -45,7 +46,7 @@ RETRIES=${RETRIES:-1}
 QUIET=${QUIET:-0.25}
 QUIET_MAX_S=${QUIET_MAX_S:-5}
 BASE_PORT=${BASE_PORT:-19300}
-OUT=${OUT:-$REPO/build/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+OUT=${OUT:-$REPO/bench/runs/$(date -u +%Y%m%dT%H%M%SZ)}
 PNG=${PNG:-$REPO/docs/bench.png}
 SRV_CORE=0
 CLI_CORE=1

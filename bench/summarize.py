@@ -138,21 +138,31 @@ if args.env:
 
 # --- summary: uvws against the same-run peers ---------------------------------------
 w("### Echo, uvws (`examples/echo_server.lua`, Lua handler) — medians, same run\n")
-w("| conns | size | depth | msgs/s | MB/s | server CPU | µs CPU/msg | × tcpecho | × node ws | node ws µs/msg | py µs/msg | uWS µs/msg (anchor) | foreign max |")
-w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+def ref_t(mode, cfg):
+    cell = REF.get(("tcpecho", "echo") + tuple(cfg))
+    return stats(cell) if cell else None
+
+
+w("| conns | size | depth | msgs/s | MB/s | server CPU | µs CPU/msg | CPU/msg ÷ tcpecho's | msgs/s × tcpecho | msgs/s × node ws | node ws µs/msg | py µs/msg | tcpecho µs/msg | uWS µs/msg (anchor) | uWS CPU/msg ÷ tcpecho's (anchor) | foreign max |")
+w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in echo_keys:
-    u, t, n, p, rf = S("uvws", "echo", c), S("tcpecho", "echo", c), S("node_ws", "echo", c), S("py_websockets", "echo", c), ref("echo", c)
+    u, t, n, p, rf, rt = (S("uvws", "echo", c), S("tcpecho", "echo", c), S("node_ws", "echo", c),
+                          S("py_websockets", "echo", c), ref("echo", c), ref_t("echo", c))
     if not u:
         continue
     w(f"| {c[0]} | {size_name(c[1])} | {c[2]} | {fmt(u['rate'])}{' †' if u['dirty'] else ''} | {fmt(u['mbps'], 1)} | "
-      f"{fmt(u['scpu'], 2)} | **{fmt(u['us'], 2)}** | {fmt(ratio(u['rate'], t and t['rate']), 2)} | "
+      f"{fmt(u['scpu'], 2)} | **{fmt(u['us'], 2)}** | {fmt(ratio(u['us'], t and t['us']), 2)} | "
+      f"{fmt(ratio(u['rate'], t and t['rate']), 2)} | "
       f"{fmt(ratio(u['rate'], n and n['rate']), 2)} | {fmt(n and n['us'], 2)} | {fmt(p and p['us'], 2)} | "
-      f"{fmt(rf and rf['us'], 2)} | {fmt(max(x['foreign'] for x in (u, t, n, p) if x), 2)} |")
+      f"{fmt(t and t['us'], 2)} | {fmt(rf and rf['us'], 2)} | {fmt(ratio(rf and rf['us'], rt and rt['us']), 2)} | "
+      f"{fmt(max(x['foreign'] for x in (u, t, n, p) if x), 2)} |")
 w("")
 w("µs CPU/msg = server_cpu / msgs_per_s × 10⁶ (user+system time of the server process; "
-  "loopback softirq work is not included). × tcpecho and × node ws are msgs/s ratios within "
-  "the same run. uWS figures come from the wsbench anchor run (RESULTS.md), not from this run. "
-  "† = every run of the cell had foreign_cpu > 0.10 (other jobs on the machine).")
+  "loopback softirq work is not included). \"÷ tcpecho's\" divides by tcpecho's CPU per message "
+  "in the same run: the libuv floor for the same bytes, which other jobs on the machine inflate "
+  "about as much as uvws. msgs/s × tcpecho and × node ws are throughput ratios within "
+  "the same run. uWS figures come from the wsbench anchor run (RESULTS.md, quiet machine), not "
+  "from this run. † = every run of the cell had foreign_cpu > 0.10 (other jobs on the machine).")
 w("")
 
 # --- full echo table --------------------------------------------------------------
