@@ -788,8 +788,17 @@ static int l_server_count(lua_State *L) {
 
 /* ---- connection methods --------------------------------------------------- */
 
+/* The methods of "uvws.conn" get its metatable as upvalue 1, so the check
+ * is a pointer comparison instead of luaL_checkudata's registry lookup by
+ * name (this is on every send). */
 static l_conn_t *check_conn(lua_State *L) {
-  return luaL_checkudata(L, 1, CONN_MT);
+  l_conn_t *box = lua_touserdata(L, 1);
+  if (box && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return box;
+  }
+  return luaL_checkudata(L, 1, CONN_MT); /* raises the usual error */
 }
 
 static int closed_fail(lua_State *L) {
@@ -1089,7 +1098,8 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *meth,
                       lua_CFunction gc) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
-  luaL_setfuncs(L, meth, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, meth, 1); /* the metatable as upvalue 1 (check_conn) */
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__gc");

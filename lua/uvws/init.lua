@@ -133,9 +133,15 @@ function WS:receive(timeout)
   end
   local co = sched.current("receive")
   self._waiter = co
-  local data, kind, name = sched.wait(timeout, function()
-    if self._waiter == co then self._waiter = nil end
-  end)
+  local data, kind, name
+  if timeout == nil then
+    -- The common case: no timer, and no cleanup closure to allocate.
+    data, kind, name = sched.wait(nil)
+  else
+    data, kind, name = sched.wait(timeout, function()
+      if self._waiter == co then self._waiter = nil end
+    end)
+  end
   if data ~= nil then return data, kind end
   return nil, kind, name
 end
@@ -143,8 +149,9 @@ end
 --- Iterates over messages until the connection closes.
 -- for data, kind in ws:each() do ... end
 function WS:each(timeout)
+  local receive = self.receive
   return function()
-    local data, kind = self:receive(timeout)
+    local data, kind = receive(self, timeout)
     if data then return data, kind end
     return nil
   end
@@ -200,14 +207,11 @@ end
 -- @return true  or  nil, message, name
 function WS:send(data, kind, timeout)
   local flags
-  if type(timeout) == "table" then
+  if timeout ~= nil and type(timeout) == "table" then
     local opts = timeout
     timeout = opts.timeout
     if opts.compress == false then flags = core.SEND_NO_COMPRESS
     elseif opts.compress == true then flags = core.SEND_COMPRESS end
-  end
-  if type(data) ~= "string" then
-    error("uvws: send expects a string, got " .. type(data), 2)
   end
   local binary = KINDS[kind or "text"]
   if binary == nil then
@@ -219,6 +223,9 @@ function WS:send(data, kind, timeout)
     local bok, berr, bname = backpressure(self, timeout)
     if not bok then return nil, berr, bname end
     self._bp = false
+  end
+  if type(data) ~= "string" then
+    error("uvws: send expects a string, got " .. type(data), 2)
   end
   local queued, err, name = self._c:send(data, binary, flags)
   if not queued then

@@ -142,11 +142,13 @@ local function resume(co, ...)
   if not ok then M.on_error(debug.traceback(co, tostring(err))) end
 end
 
---- Resumes `co` with the given values if it is in a uvws wait.
-function M.wake(co, ...)
+--- Resumes `co` with the given values (at most four) if it is in a uvws
+-- wait.  Fixed arity: this is on every message's path.
+function M.wake(co, a, b, c, d)
   if waiting[co] then
     waiting[co] = nil
-    resume(co, ...)
+    local ok, err = coroutine.resume(co, a, b, c, d)
+    if not ok then M.on_error(debug.traceback(co, tostring(err))) end
   end
 end
 
@@ -161,10 +163,6 @@ function M.current(what)
   return co
 end
 
-local function finish(t, ...)
-  if t then M.cancel(t) end
-  return ...
-end
 
 --- Suspends the running coroutine until wake() or the timeout, after
 -- which it returns nil, "timeout", "timeout" (calling `cleanup` first so
@@ -180,7 +178,9 @@ function M.wait(timeout, cleanup)
     end)
   end
   waiting[co] = true
-  return finish(t, coroutine.yield())
+  local a, b, c, d = coroutine.yield()
+  if t then M.cancel(t) end
+  return a, b, c, d
 end
 
 --- Suspends the running coroutine for `seconds`.
