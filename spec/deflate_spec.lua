@@ -1481,6 +1481,31 @@ describe("deflate, the uvws client against a hand-written server:", function()
     assert.equal(errors0 + 1, errors(), peer.stdout())
   end)
 
+  it("reads a large message that came in the same write as the 101 response, in order", function()
+    if not ok then return pending(why) end
+    -- 300,000 bytes: more than one read, the first shared with the head.
+    local t = {}
+    for i = 0, 299999 do t[#t + 1] = string.char(i % 251) end
+    local big = table.concat(t)
+    run(function()
+      for _, case in ipairs {
+        { nil, "big", { deflate = false } },
+        { "permessage-deflate", "big", {} },
+        { "permessage-deflate", "zbig", {} },
+      } do
+        local label = tostring(case[1]) .. " " .. case[2]
+        for _ = 1, 3 do
+          local ws = assert(uvws.connect(url(case[1], case[2]), case[3]))
+          local data, msg = ws:receive(5)
+          assert.is_string(data, label .. ": " .. tostring(msg))
+          assert.equal(#big, #data, label)
+          assert.is_true(data == big, label)
+          ws:close()
+        end
+      end
+    end, 20)
+  end)
+
   it("fails RSV1 without the extension with 1002, and corrupt data with 1007", function()
     if not ok then return pending(why) end
     for _, case in ipairs {
@@ -1507,14 +1532,17 @@ describe("deflate, the uvws client against a hand-written server:", function()
     local rss0, hwm0 = mem("self")
     local elapsed, rss1, hwm1
     run(function()
-      local ws = assert(uvws.connect(url("permessage-deflate", "bomb"), { max_message_size = MiB }))
+      -- The server sends the bomb once told to, after the handshake.
+      local ws = assert(uvws.connect(url("permessage-deflate", "bomb") .. "&wait=1",
+                                     { max_message_size = MiB }))
       local t0 = h.now()
+      assert.is_true(ws:send("go"))
       local data, _, name = ws:receive(5)
       elapsed = h.now() - t0
       rss1, hwm1 = mem("self")
       assert.is_nil(data)
       assert.equal("closed", name)
-      assert.equal(1009, ws.close_code)
+      assert.equal(1009, ws.close_code, tostring(ws.close_reason))
     end)
     assert.equal("1009", next_close(seen))
     assert.is_true(elapsed < 1, ("1009 after %.2f s"):format(elapsed))

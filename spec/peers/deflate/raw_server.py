@@ -21,6 +21,12 @@ ws://127.0.0.1:PORT/".  The request target says what to do:
                        rsv1     an uncompressed "hello" with RSV1 set
                        bomb     100 MiB of zeros compressed (RSV1)
                        corrupt  the bytes ff ff ff ff with RSV1
+                       big      BIG (300,000 bytes, byte i = i mod 251)
+                                uncompressed, in the same write as the
+                                101 response
+                       zbig     BIG compressed (RSV1), in the same write
+                                as the 101 response
+    &wait=1          wait for a message from the client before sending
 
 Each connection logs "offer <client offer or ->", then "close CODE" for
 the close frame the client sent (or "close none").  Exits by itself after
@@ -34,6 +40,7 @@ import urllib.parse
 import zlib
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+BIG = bytes(i % 251 for i in range(300000))
 _bomb = None
 
 
@@ -111,8 +118,16 @@ async def handle(reader, writer):
                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n" % accept)
         if "ext" in q:
             resp += "Sec-WebSocket-Extensions: %s\r\n" % q["ext"][0]
-        writer.write((resp + "\r\n").encode())
+        head = (resp + "\r\n").encode()
         send = q.get("send", [""])[0]
+        if send == "big":
+            writer.write(head + frame(BIG, opcode=2))
+        elif send == "zbig":
+            writer.write(head + frame(compress(BIG), opcode=2, rsv1=True))
+        else:
+            writer.write(head)
+        if "wait" in q:
+            await asyncio.wait_for(read_frame(reader), 10)
         inflater = zlib.decompressobj(-int(q.get("cw", ["15"])[0]))
         if send == "z":
             writer.write(frame(compress(b"hello compressed"), rsv1=True))
