@@ -1021,11 +1021,11 @@ describe("deflate threshold and opt-out:", function()
     expect_all("publish 100", string.rep("p", 100), 1, true)   -- under the threshold
     -- Random words repeated every 3000 bytes: the 256..1024-byte windows
     -- must not reach back to the previous period (strict inflate).
-    local function lcg(n, periodic)
+    local function lcg(n, as_words)
       local x, t = 7, {}
       for i = 1, n do
         x = (x * 1103515245 + 12345) % 2147483648
-        t[i] = periodic and ({ "news ", "of ", "the ", "day ", "and ", "more " })[(x >> 16) % 6 + 1]
+        t[i] = as_words and ({ "news ", "of ", "the ", "day ", "and ", "more " })[(x >> 16) % 6 + 1]
                or string.char((x >> 16) & 255)
       end
       return table.concat(t)
