@@ -192,6 +192,7 @@ struct io_conn {
   ws_deflate_params_t ext_params;
   int close_code;
   const char *errname;      /* libuv error name of a failure, static */
+  const char *errdetail;    /* why a handshake check failed, static */
   uint8_t close_reason_len;
   char *close_reason;       /* allocated when the connection ends */
 };

@@ -335,7 +335,10 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
     ext = ws_deflate_client_accept_headers(&cl->lim.deflate, res.headers,
                                            res.num_headers, &agreed,
                                            &ext_reason);
-    if (ext < 0) result = WS_HS_EEXTENSION;
+    if (ext < 0) {
+      result = WS_HS_EEXTENSION;
+      c->errdetail = ext_reason;
+    }
   }
   if (result == WS_HS_OK) {
     /* Keep what followed the head (frames the server sent at once) for

@@ -618,6 +618,14 @@ void io__conn_plaintext(io_conn_t *c, uint8_t *data, size_t n) {
       io_conn_abort(c, 1006, "out of memory");
     return;
   }
+  if (c->input_pending && WS_BUF_SIZE(&c->in) > 0 &&
+      (c->phase == IO_WS || c->phase == IO_RAW)) {
+    /* Bytes that came with the handshake wait for the next flush: what
+     * arrives now must queue behind them. */
+    if (ws_buf_append(&c->in, data, n, 0) != 0)
+      io_conn_abort(c, 1006, "out of memory");
+    return;
+  }
   if (c->phase <= IO_HTTP_HEAD && WS_BUF_SIZE(&c->in) > 0) {
     /* Append to the partial head and parse the whole of it. */
     size_t lim = c->lim->max_head_size + 1;

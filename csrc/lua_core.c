@@ -273,7 +273,9 @@ static void on_response(io_conn_t *c, const ws_http_response_t *res,
   else lua_pushstring(L, ws_handshake_errname(result));
   if (protocol.n) lua_pushlstring(L, protocol.p, protocol.n);
   else lua_pushnil(L);
-  end_event((l_ctx_t *)c->loop->data, L, 6);
+  if (c->errdetail) lua_pushstring(L, c->errdetail);
+  else lua_pushnil(L);
+  end_event((l_ctx_t *)c->loop->data, L, 7);
 }
 
 static void on_timer(io_loop_t *loop) {
@@ -470,7 +472,7 @@ static int l_frame(lua_State *L) {
   /* The Lua buffer is made first, large enough for any deflate output
    * (stored blocks cost 5 bytes per 16 KiB), so that nothing can raise
    * while zlib's output is held in malloc'd memory. */
-  size_t room = WS_MAX_HEADER + n + (bits ? n / 4096 + 64 : 0);
+  size_t room = WS_MAX_HEADER + n + (bits ? n / 8 + n / 64 + 64 : 0);
   luaL_Buffer b;
   char *p = luaL_buffinitsize(L, &b, room);
   if (bits) {

@@ -841,7 +841,7 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
   elseif ev == EV_RESPONSE then
     local mt = getmetatable(obj)
     if mt == WS then
-      ws_on_response(obj, a, b, c, d)
+      ws_on_response(obj, a, b, c, d, e)
     elseif mt == Stream then
       local co = obj._connecting
       obj._connecting = nil
@@ -939,7 +939,7 @@ local function response_table(status, flat)
   return { status = status, headers = r.headers, header_list = r.header_list }
 end
 
-function ws_on_response(ws, status, flat, errname, protocol)
+function ws_on_response(ws, status, flat, errname, protocol, detail)
   local resp = response_table(status, flat)
   ws.deflate = ws._c:deflate()
   resp.tls = ws._c:tls_info()
@@ -961,7 +961,9 @@ function ws_on_response(ws, status, flat, errname, protocol)
   ws._connecting = nil
   if co then
     local fmt = HANDSHAKE_ERRORS[errname] or ("handshake failed: " .. errname)
-    sched.wake(co, nil, fmt:format(status), errname, ws.response)
+    local msg = fmt:format(status)
+    if detail then msg = msg .. " (" .. detail .. ")" end
+    sched.wake(co, nil, msg, errname, ws.response)
   end
 end
 
