@@ -5,6 +5,7 @@
  * checks the response head (RFC 6455 §4.1) before the connection becomes a
  * client-role WebSocket.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,8 +46,15 @@ static void client_free(io_client_t *cl) {
 }
 
 void io__client_free(io_conn_t *c) {
-  client_free(c->client);
+  io_client_t *cl = c->client;
   c->client = NULL;
+  if (cl && cl->resolving) {
+    /* uv_cancel() cannot stop a getaddrinfo() already running on a worker
+     * thread: cl->gai stays in use until on_resolved, which frees cl. */
+    cl->gai.data = NULL;
+    return;
+  }
+  client_free(cl);
 }
 
 const char *io_conn_errname(const io_conn_t *c) {
@@ -149,8 +157,14 @@ static void try_next(io_conn_t *c) {
 static void on_resolved(uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res) {
   io_conn_t *c = req->data;
-  io_client_t *cl = c->client;
+  io_client_t *cl =
+      (io_client_t *)((char *)req - offsetof(io_client_t, gai));
   cl->resolving = 0;
+  if (!c) { /* the connection was freed while resolving */
+    if (res) uv_freeaddrinfo(res);
+    client_free(cl);
+    return;
+  }
   if (status == UV_ECANCELED || c->phase == IO_CLOSING) {
     if (res) uv_freeaddrinfo(res);
     return;

@@ -1035,6 +1035,17 @@ static int l_ctx_gc(lua_State *L) {
   l_ctx_t *ctx = lua_touserdata(L, 1);
   if (ctx->loop) {
     ctx->L = NULL;
+    /* The handles this context owns must be closed too, or uv_loop_close()
+     * fails with UV_EBUSY: libuv's loop memory leaks and the signal
+     * handles stay in libuv's global signal tree after this userdata is
+     * freed.  io_loop_free's uv_run runs their close callbacks. */
+    for (int i = 0; i < ctx->nsig; i++)
+      uv_close((uv_handle_t *)&ctx->sig[i], NULL);
+    ctx->nsig = 0;
+    if (ctx->budget_init) {
+      uv_close((uv_handle_t *)&ctx->budget, NULL);
+      ctx->budget_init = 0;
+    }
     io_loop_free(ctx->loop);
     ctx->loop = NULL;
   }

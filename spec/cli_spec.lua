@@ -273,7 +273,7 @@ end]]))
 
     it("examples/echo_client.lua sends stdin lines and prints the echoes", function()
       local out, code, err = sh("printf 'first\\nsecond\\n' | LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' " ..
-        "LUA_CPATH='./build/?.so;;' lua5.4 examples/echo_client.lua ws://127.0.0.1:" .. echo.port .. "/")
+        "LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;' lua5.4 examples/echo_client.lua ws://127.0.0.1:" .. echo.port .. "/")
       assert.equal("first\nsecond\n", out, err)
       assert.equal(0, code)
       assert.matches("closed: 1000", err)

@@ -14,7 +14,7 @@ local h = require "spec.helper"
 local json = require "dkjson"
 
 local HOST = "build/embed/host"
-local ENV = "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+local ENV = "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;' "
 
 local built, build_log
 local function build()

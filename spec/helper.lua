@@ -86,7 +86,7 @@ end
 
 local function lua_env()
   return "export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'; " ..
-         "export LUA_CPATH='./build/?.so;;'; "
+         "export LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;'; "
 end
 
 -- Spawns `lua5.4 script args...` from the repository root and waits (at

@@ -122,7 +122,7 @@ local children = {}
 local function start(cmd, timeout)
   local out, err = os.tmpname(), os.tmpname()
   local ph = assert(io.popen("echo $$; cd " .. h.q(h.root) ..
-    " && export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'" ..
+    " && export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;'" ..
     " && exec " .. cmd .. " </dev/null >" .. h.q(out) .. " 2>" .. h.q(err), "r"))
   local pid = assert(tonumber(ph:read("l")), "no pid")
   local c = { pid = pid }

@@ -27,7 +27,7 @@ end
 local function start(args)
   local out, err = os.tmpname(), os.tmpname()
   local ph = assert(io.popen("echo $$; cd " .. h.q(h.root) ..
-    " && export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' && exec " ..
+    " && export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;' && exec " ..
     PDEATHSIG .. "lua5.4 " .. SCRIPT .. " " .. table.concat(args, " ") ..
     " </dev/null >" .. h.q(out) .. " 2>" .. h.q(err), "r"))
   local p = { pid = tonumber(ph:read("l")) }
