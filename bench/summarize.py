@@ -94,7 +94,7 @@ def stats(cell, rate_key="msgs_per_s"):
         "core0": med([c[0] for c in cb]),
         "core1": med([c[1] for c in cb]),
         "us": med([cpu_per(r, rate_key) for r in runs]),
-        "foreign": max([r.get("foreign_cpu") or 0 for r in cell["all"]] or [0]),
+        "foreign": max([r.get("foreign_cpu") or 0 for r in runs] or [0]),
         "n": len(runs),
         "dirty": cell["dirty"],
         "errors": sum(r.get("errors") or 0 for r in runs),
@@ -167,7 +167,7 @@ w("")
 
 # --- full echo table --------------------------------------------------------------
 w("### Echo, every server (medians)\n")
-w("| conns | size | depth | server | msgs/s | MB/s | p50 µs | p99 µs | server CPU | client core | µs CPU/msg | × tcpecho | × node ws | runs | foreign max |")
+w("| conns | size | depth | server | msgs/s | MB/s | p50 µs | p99 µs | server CPU | client core | µs CPU/msg | × tcpecho | × node ws | runs used | foreign max |")
 w("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in echo_keys:
     t, n = S("tcpecho", "echo", c), S("node_ws", "echo", c)
@@ -181,14 +181,16 @@ for c in echo_keys:
           f"{x['n']} | {fmt(x['foreign'], 2)}{' (errors %d)' % x['errors'] if x['errors'] else ''} |")
 w("")
 w("client core = busy fraction of wsbench's core (softirq included): near 1.00 the load "
-  "generator co-limits the run, so msgs/s is a lower bound for the server; µs CPU/msg stays honest.")
+  "generator co-limits the run, so msgs/s is a lower bound for the server; µs CPU/msg stays honest. "
+  "runs used = the repetitions with foreign_cpu ≤ 0.10 (all of them when none was that quiet, marked †); "
+  "foreign max = the most CPU other processes used during a run that was used.")
 w("")
 
 # --- handshakes -----------------------------------------------------------------
 hs = sorted({k for k in G if k[1] == "handshake"}, key=lambda k: list(NAMES).index(k[0]) if k[0] in NAMES else 99)
 if hs:
     w("### Handshakes (32 workers: connect, upgrade, Close, close), medians\n")
-    w("| server | handshakes/s | p50 µs | p99 µs | server CPU | client core | µs CPU/handshake | × node ws | runs | foreign max |")
+    w("| server | handshakes/s | p50 µs | p99 µs | server CPU | client core | µs CPU/handshake | × node ws | runs used | foreign max |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     nref = next((stats(G[k], "handshakes_per_s") for k in hs if k[0] == "node_ws"), None)
     for k in hs:
@@ -235,7 +237,7 @@ else:
 # --- gnuplot data: one line per echo configuration ----------------------------------
 if args.plot:
     rate_series = ["tcpecho", "uvws", "uvws_deflate", "node_ws", "py_websockets"]
-    us_series = ["uvws", "uvws_deflate", "node_ws", "py_websockets"]
+    us_series = ["tcpecho", "uvws", "uvws_deflate", "node_ws", "py_websockets"]
     with open(args.plot, "w") as f:
         f.write("# label " + " ".join(f"rate_{s}" for s in rate_series) + " "
                 + " ".join(f"us_{s}" for s in us_series) + " us_uws_anchor\n")
