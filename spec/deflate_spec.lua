@@ -15,7 +15,6 @@
 local h = require "spec.helper"
 local json = require "dkjson"
 local uvws = require "uvws"
-local sched = require "uvws.sched"
 
 local PEERS = "spec/peers/deflate/"
 
@@ -192,64 +191,11 @@ end
 
 -- Runs fn inside a uvws coroutine and drives the loop until it returns or
 -- `limit` seconds pass; re-raises fn's error (or the timeout) here.
-local function run(fn, limit)
-  limit = limit or 10
-  local done, failure, running = false, nil, false
-  local watchdog = sched.add_timer(limit, function()
-    failure = failure or ("test did not finish within " .. limit .. " s")
-    if running then uvws.stop() end
-  end)
-  uvws.spawn(function()
-    local ok, err = xpcall(fn, debug.traceback)
-    if not ok then failure = err end
-    done = true
-    if running then uvws.stop() end
-  end)
-  if not done and not failure then
-    running = true
-    uvws.run()
-    running = false
-  end
-  sched.cancel(watchdog)
-  if failure then error(failure, 0) end
-end
+local run = h.run_uvws
 
 -- Starts a foreign peer (`cmd` from the repository root) that prints
 -- "listening on ws://127.0.0.1:PORT/".  Returns {port, url, stop, stdout}.
-local function start_peer(cmd, timeout)
-  local out, err = os.tmpname(), os.tmpname()
-  local ph = assert(io.popen("echo $$; cd " .. h.q(h.root) .. " && exec " .. cmd ..
-    " </dev/null >" .. h.q(out) .. " 2>" .. h.q(err), "r"))
-  local pid = tonumber(ph:read("l"))
-  local p, stopped = { pid = pid }, false
-  function p.stdout() return h.read_file(out) or "" end
-  function p.stop()
-    if stopped then return end
-    stopped = true
-    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-    local deadline = h.now() + 2
-    while h.alive(pid) and h.now() < deadline do h.sleep(0.01) end
-    if h.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-    ph:close()
-    os.remove(out)
-    os.remove(err)
-  end
-  local deadline = h.now() + (timeout or 10)
-  while true do
-    local port = p.stdout():match("listening on ws://127%.0%.0%.1:(%d+)/")
-    if port then
-      p.port = tonumber(port)
-      p.url = "ws://127.0.0.1:" .. port .. "/"
-      return p
-    end
-    if not h.alive(pid) or h.now() > deadline then
-      local e = h.read_file(err) or ""
-      p.stop()
-      error("peer did not start: " .. cmd .. "\n" .. e, 2)
-    end
-    h.sleep(0.02)
-  end
-end
+local function start_peer(cmd, timeout) return h.start_peer(cmd, timeout, "/") end
 
 -- Waits (bounded) for a match of pattern in get(); returns it or nil.
 local function wait_for(get, pattern, timeout)

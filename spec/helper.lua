@@ -646,4 +646,81 @@ function M.echo_works(port, msg)
   return f.opcode == 1 and f.payload == msg, f
 end
 
+---------------------------------------------------------------------------
+-- In-process uvws and subprocess peers, shared by the client, proxy,
+-- deflate and redis specs.
+---------------------------------------------------------------------------
+
+--- Runs fn inside a uvws coroutine and drives the loop until it returns or
+-- `limit` seconds pass (default 10); re-raises fn's error (or the
+-- timeout) here.
+function M.run_uvws(fn, limit)
+  local uvws = require "uvws"
+  local sched = require "uvws.sched"
+  limit = limit or 10
+  local done, failure, running = false, nil, false
+  local watchdog = sched.add_timer(limit, function()
+    failure = failure or ("test did not finish within " .. limit .. " s")
+    if running then uvws.stop() end
+  end)
+  uvws.spawn(function()
+    local ok, err = xpcall(fn, debug.traceback)
+    if not ok then failure = err end
+    done = true
+    if running then uvws.stop() end
+  end)
+  if not done and not failure then
+    running = true
+    uvws.run()
+    running = false
+  end
+  sched.cancel(watchdog)
+  if failure then error(failure, 0) end
+end
+
+--- Starts `cmd` from the repository root; ready(p) says when it is up
+-- (polled for at most `timeout` seconds, default 10).  Returns
+-- {pid, stdout(), stop()}; raises with its output if it does not come up.
+function M.start_process(cmd, ready, timeout)
+  local out, err = os.tmpname(), os.tmpname()
+  local ph = assert(io.popen("echo $$; cd " .. M.q(M.root) .. " && exec " .. cmd ..
+    " </dev/null >" .. M.q(out) .. " 2>" .. M.q(err), "r"))
+  local pid = tonumber(ph:read("l"))
+  local p, stopped = { pid = pid }, false
+  function p.stdout() return M.read_file(out) or "" end
+  function p.stop()
+    if stopped then return end
+    stopped = true
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    local deadline = M.now() + 2
+    while M.alive(pid) and M.now() < deadline do M.sleep(0.01) end
+    if M.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    ph:close()
+    os.remove(out)
+    os.remove(err)
+  end
+  local deadline = M.now() + (timeout or 10)
+  while not ready(p) do
+    if not M.alive(pid) or M.now() > deadline then
+      local e = (M.read_file(err) or "") .. p.stdout()
+      p.stop()
+      error("did not start: " .. cmd .. "\n" .. e, 3)
+    end
+    M.sleep(0.02)
+  end
+  return p
+end
+
+--- Starts a peer that prints "listening on ws://127.0.0.1:PORT/"; the
+-- result also has port and url ("ws://127.0.0.1:PORT" .. suffix).
+function M.start_peer(cmd, timeout, suffix)
+  local p = M.start_process(cmd, function(q)
+    local port = q.stdout():match("listening on ws://127%.0%.0%.1:(%d+)/")
+    q.port = tonumber(port)
+    return port ~= nil
+  end, timeout)
+  p.url = "ws://127.0.0.1:" .. p.port .. (suffix or "")
+  return p
+end
+
 return M

@@ -7,63 +7,14 @@
 local h = require "spec.helper"
 local socket = require "socket"
 local uvws = require "uvws"
-local sched = require "uvws.sched"
 
 -- Runs fn inside a uvws coroutine, driving the loop until it returns
 -- (bounded); re-raises its error here.
-local function run(fn, limit)
-  limit = limit or 10
-  local done, failure, running = false, nil, false
-  local watchdog = sched.add_timer(limit, function()
-    failure = failure or ("test did not finish within " .. limit .. " s")
-    if running then uvws.stop() end
-  end)
-  uvws.spawn(function()
-    local ok, err = xpcall(fn, debug.traceback)
-    if not ok then failure = err end
-    done = true
-    if running then uvws.stop() end
-  end)
-  if not done and not failure then
-    running = true
-    uvws.run()
-    running = false
-  end
-  sched.cancel(watchdog)
-  if failure then error(failure, 0) end
-end
+local run = h.run_uvws
 
 -- Starts a subprocess from the repository root; `ready(p)` says when it is
 -- up (polled for at most 10 s).  Returns {stop, stdout, pid}.
-local function start_process(cmd, ready)
-  local out, err = os.tmpname(), os.tmpname()
-  local ph = assert(io.popen("echo $$; cd " .. h.q(h.root) .. " && exec " .. cmd ..
-    " </dev/null >" .. h.q(out) .. " 2>" .. h.q(err), "r"))
-  local pid = tonumber(ph:read("l"))
-  local p, stopped = { pid = pid }, false
-  function p.stdout() return h.read_file(out) or "" end
-  function p.stop()
-    if stopped then return end
-    stopped = true
-    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-    local deadline = h.now() + 2
-    while h.alive(pid) and h.now() < deadline do h.sleep(0.01) end
-    if h.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-    ph:close()
-    os.remove(out)
-    os.remove(err)
-  end
-  local deadline = h.now() + 10
-  while not ready(p) do
-    if not h.alive(pid) or h.now() > deadline then
-      local e = (h.read_file(err) or "") .. p.stdout()
-      p.stop()
-      error("did not start: " .. cmd .. "\n" .. e, 2)
-    end
-    h.sleep(0.02)
-  end
-  return p
-end
+local function start_process(cmd, ready) return h.start_process(cmd, ready) end
 
 local function start_raw()
   local p = start_process(h.PYTHON .. " spec/peers/client_raw_server.py", function(p)

@@ -9,7 +9,6 @@
 local h = require "spec.helper"
 local socket = require "socket"
 local uvws = require "uvws"
-local sched = require "uvws.sched"
 local redis = require "uvws.redis"
 
 ---------------------------------------------------------------------------
@@ -18,27 +17,7 @@ local redis = require "uvws.redis"
 
 -- Runs fn inside a uvws coroutine and drives the loop until it returns or
 -- `limit` seconds pass; re-raises fn's error (or the timeout) here.
-local function run(fn, limit)
-  limit = limit or 15
-  local done, failure, running = false, nil, false
-  local watchdog = sched.add_timer(limit, function()
-    failure = failure or ("test did not finish within " .. limit .. " s")
-    if running then uvws.stop() end
-  end)
-  uvws.spawn(function()
-    local ok, err = xpcall(fn, debug.traceback)
-    if not ok then failure = err end
-    done = true
-    if running then uvws.stop() end
-  end)
-  if not done and not failure then
-    running = true
-    uvws.run()
-    running = false
-  end
-  sched.cancel(watchdog)
-  if failure then error(failure, 0) end
-end
+local function run(fn, limit) return h.run_uvws(fn, limit or 15) end
 
 local function free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
