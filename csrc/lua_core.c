@@ -306,6 +306,25 @@ static void on_budget(uv_timer_t *t) { (void)t; }
 
 /* Runs the loop in `mode`.  With budget_ms > 0 (UV_RUN_ONCE), a timer
  * bounds how long the turn may wait for events. */
+/* One run of the loop in `mode`, flushing output before and after.  With
+ * budget_ms > 0 a timer (referenced while it runs, so the turn waits even
+ * with nothing else active) bounds how long a UV_RUN_ONCE turn may wait.
+ * The caller has set ctx->running. */
+static int run_turns(l_ctx_t *ctx, uv_run_mode mode, int64_t budget_ms) {
+  io_loop_flush(ctx->loop);
+  if (budget_ms > 0) {
+    if (!ctx->budget_init) {
+      uv_timer_init(ctx->loop->uv, &ctx->budget);
+      ctx->budget_init = 1;
+    }
+    uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
+  }
+  int alive = uv_run(ctx->loop->uv, mode);
+  if (budget_ms > 0) uv_timer_stop(&ctx->budget);
+  io_loop_flush(ctx->loop);
+  return alive;
+}
+
 static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
                     int64_t budget_ms) {
   if (ctx->running)
@@ -315,19 +334,7 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
   ctx->L = L;
   lua_pushcfunction(L, msgh);
   ctx->msgh = lua_gettop(L);
-  io_loop_flush(ctx->loop);
-  if (budget_ms > 0) {
-    if (!ctx->budget_init) {
-      uv_timer_init(ctx->loop->uv, &ctx->budget);
-      ctx->budget_init = 1;
-    }
-    /* Referenced while it runs, so the turn waits even with nothing
-     * else active. */
-    uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
-  }
-  int alive = uv_run(ctx->loop->uv, mode);
-  if (budget_ms > 0) uv_timer_stop(&ctx->budget);
-  io_loop_flush(ctx->loop);
+  int alive = run_turns(ctx, mode, budget_ms);
   ctx->running = 0;
   ctx->L = ctx->main;
   lua_settop(L, ctx->msgh - 1);
@@ -1156,17 +1163,8 @@ int uvws_step(lua_State *L, int budget_ms) {
   l_ctx_t *ctx = get_ctx(L);
   if (!ctx || !ctx->loop || ctx->running) return -1;
   ctx->running = 1;
-  io_loop_flush(ctx->loop);
-  if (budget_ms > 0) {
-    if (!ctx->budget_init) {
-      uv_timer_init(ctx->loop->uv, &ctx->budget);
-      ctx->budget_init = 1;
-    }
-    uv_timer_start(&ctx->budget, on_budget, (uint64_t)budget_ms, 0);
-  }
-  int alive = uv_run(ctx->loop->uv, budget_ms > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-  if (budget_ms > 0) uv_timer_stop(&ctx->budget);
-  io_loop_flush(ctx->loop);
+  int alive = run_turns(ctx, budget_ms > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT,
+                        budget_ms);
   ctx->running = 0;
   return alive;
 }
