@@ -375,7 +375,7 @@ describe("chat example:", function()
 
   describe("Python websockets client", function()
     it("chats with a raw client, and gets 401 for a bad token", function()
-      local script = os.tmpname() .. ".py"
+      local script = h.tmpname(".py")
       local f = assert(io.open(script, "w"))
       f:write([[
 import asyncio, json, sys, websockets

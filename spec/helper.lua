@@ -98,8 +98,11 @@ end
 function M.start_server(script, args, source, timeout)
   local tmp = {}
   if source then
-    script = os.tmpname() .. ".lua"
+    -- os.tmpname() creates the file it names: remove it as well.
+    local base = os.tmpname()
+    script = base .. ".lua"
     write_file(script, source)
+    tmp[#tmp + 1] = base
     tmp[#tmp + 1] = script
   elseif not script then
     script = "examples/echo_server.lua"
@@ -650,6 +653,14 @@ end
 -- In-process uvws and subprocess peers, shared by the client, proxy,
 -- deflate and redis specs.
 ---------------------------------------------------------------------------
+
+--- A temporary file name ending in `suffix`.  os.tmpname() creates the
+-- file it names, so that one is removed at once.
+function M.tmpname(suffix)
+  local base = os.tmpname()
+  os.remove(base)
+  return base .. (suffix or "")
+end
 
 --- Runs fn inside a uvws coroutine and drives the loop until it returns or
 -- `limit` seconds pass (default 10); re-raises fn's error (or the

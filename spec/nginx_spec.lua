@@ -53,7 +53,7 @@ describe("chat behind nginx:", function()
   end)
 
   it("chats through the proxy: a Python client via nginx and a direct client", function()
-    local script = os.tmpname() .. ".py"
+    local script = h.tmpname(".py")
     local f = assert(io.open(script, "w"))
     f:write([[
 import asyncio, json, sys, websockets

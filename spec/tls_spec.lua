@@ -197,7 +197,7 @@ print("listening on wss://127.0.0.1:" .. server.port .. "/")
 io.stdout:flush()
 uvws.run()
 ]]):format(lua_literal(tls), extra or "")
-  local path = os.tmpname() .. ".lua"
+  local path = h.tmpname(".lua")
   local f = assert(io.open(path, "wb"))
   f:write(src)
   f:close()
