@@ -382,8 +382,8 @@ describe("slowloris", function()
     local opened = tonumber(ready:match("READY (%d+)"))
     assert.equal(N, opened, ready)
     -- The server holds them all (accepting may lag on a loaded machine).
-    local deadline = h.now() + 3
-    while fd_count(srv.pid) < fds0 + N - 5 and h.now() < deadline do h.sleep(0.05) end
+    local accept_by = h.now() + 3
+    while fd_count(srv.pid) < fds0 + N - 5 and h.now() < accept_by do h.sleep(0.05) end
     assert.is_true(fd_count(srv.pid) >= fds0 + N - 5,
                    "the server holds " .. fd_count(srv.pid) - fds0 .. " of " .. N)
     -- A normal client meanwhile: handshake and 100 echoes, timed.
