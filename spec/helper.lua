@@ -216,37 +216,10 @@ end
 -- SHA-1, base64, accept key
 ---------------------------------------------------------------------------
 
-function M.sha1(msg)
-  local h0, h1, h2, h3, h4 =
-    0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
-  local ml = #msg * 8
-  msg = msg .. "\128" .. string.rep("\0", (55 - #msg) % 64) ..
-        string.pack(">I8", ml)
-  local function rol(x, n)
-    return ((x << n) | (x >> (32 - n))) & 0xffffffff
-  end
-  local w = {}
-  for chunk = 1, #msg, 64 do
-    for i = 0, 15 do w[i] = string.unpack(">I4", msg, chunk + i * 4) end
-    for i = 16, 79 do w[i] = rol(w[i - 3] ~ w[i - 8] ~ w[i - 14] ~ w[i - 16], 1) end
-    local a, b, c, d, e = h0, h1, h2, h3, h4
-    for i = 0, 79 do
-      local f, k
-      if i < 20 then f = (b & c) | ((~b) & d); k = 0x5A827999
-      elseif i < 40 then f = b ~ c ~ d; k = 0x6ED9EBA1
-      elseif i < 60 then f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
-      else f = b ~ c ~ d; k = 0xCA62C1D6 end
-      local t = (rol(a, 5) + (f & 0xffffffff) + e + k + w[i]) & 0xffffffff
-      e, d, c, b, a = d, c, rol(b, 30), a, t
-    end
-    h0 = (h0 + a) & 0xffffffff
-    h1 = (h1 + b) & 0xffffffff
-    h2 = (h2 + c) & 0xffffffff
-    h3 = (h3 + d) & 0xffffffff
-    h4 = (h4 + e) & 0xffffffff
-  end
-  return string.pack(">I4I4I4I4I4", h0, h1, h2, h3, h4)
-end
+-- The pure-Lua SHA-1 of the inspector (itself checked against the RFC
+-- 3174 vectors by the CLI specs): an implementation independent of the
+-- OpenSSL one the server computes accept values with.
+M.sha1 = require("uvws.inspect").sha1
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
