@@ -248,7 +248,9 @@ if phase idle; then
   for rep in $(seq 1 "$REPS"); do
     for n in $IDLE_SERVERS; do   # a fresh server each time: freed memory is not reused
       start_server "$n"; sleep 1
-      bench "$n" "$rep" "idle$IDLE_CONNS" idle -c "$IDLE_CONNS" -t "$SECS" --max-pending 128 --setup-timeout 120
+      # no retry: a second try on the same server would start with the
+      # first try's memory already in its RSS
+      RETRIES=0 bench "$n" "$rep" "idle$IDLE_CONNS" idle -c "$IDLE_CONNS" -t "$SECS" --max-pending 128 --setup-timeout 120
       stop_server "$n"
     done
   done
