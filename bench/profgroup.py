@@ -40,7 +40,8 @@ def core_files(so="build/uvws/core.so"):
     for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 4 and ":" in parts[3]:
-            m[parts[2]] = parts[3].rsplit(":", 1)[0]
+            name = re.sub(r"\.(isra|constprop|part|cold)\.\d+.*$", "", parts[2])
+            m[name] = parts[3].rsplit(":", 1)[0]
     return m
 
 

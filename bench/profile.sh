@@ -3,6 +3,7 @@
 #
 #   bash bench/profile.sh callgrind [SCRIPT [ARGS...]]   # instructions per message, repeatable
 #   bash bench/profile.sh perf      [SCRIPT [ARGS...]]   # perf record -e cpu-clock -g, SECS seconds
+#   bash bench/profile.sh callgrind tcpecho              # the libuv floor, same load
 #
 # SCRIPT defaults to examples/echo_server.lua; it gets a port as its first
 # argument and must print "listening on".  Load: C connections × S bytes ×
@@ -51,16 +52,25 @@ wait_listen() {
   echo "profile.sh: server did not start" >&2; exit 1
 }
 
+# SCRIPT "tcpecho": the plain libuv echo server beside wsbench (the floor),
+# driven with `wsbench tcp`.
+MODE=echo
+SERVER=("$LUA_BIN" "$SCRIPT" "$PORT" "$@")
+if [ "$SCRIPT" = tcpecho ]; then
+  MODE=tcp
+  SERVER=("$(dirname "$WSB")/tcpecho" "$PORT")
+fi
+
 case $TOOL in
 callgrind)
   rm -f "$OUT/$NAME".cg.*
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/$NAME.cg.%p" \
-    "$LUA_BIN" "$SCRIPT" "$PORT" "$@" >"$OUT/$NAME.server.log" 2>&1 &
+    "${SERVER[@]}" >"$OUT/$NAME.server.log" 2>&1 &
   SP=$!
   wait_listen
-  taskset -c 1 "$WSB" echo -p "$PORT" -c "$C" -s "$S" -d "$D" -t 3 -w 1 --label warmup >/dev/null
+  taskset -c 1 "$WSB" $MODE -p "$PORT" -c "$C" -s "$S" -d "$D" -t 3 -w 1 --label warmup >/dev/null
   callgrind_control -z "$SP" >/dev/null 2>&1
-  line=$(taskset -c 1 "$WSB" echo -p "$PORT" -c "$C" -s "$S" -d "$D" -t 300 -w 0 --max-msgs "$N" --label callgrind)
+  line=$(taskset -c 1 "$WSB" $MODE -p "$PORT" -c "$C" -s "$S" -d "$D" -t 300 -w 0 --max-msgs "$N" --label callgrind)
   callgrind_control -d "$SP" >/dev/null 2>&1
   sleep 0.5
   kill "$SP"; wait "$SP" 2>/dev/null || true; SP=
@@ -68,13 +78,13 @@ callgrind)
   msgs=$(echo "$line" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["msgs_per_s"]*r["seconds"]))')
   callgrind_annotate --auto=no --inclusive=no --threshold=100 "$f" >"$OUT/$NAME.self.txt" 2>/dev/null
   callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$f" >"$OUT/$NAME.incl.txt" 2>/dev/null
-  /usr/bin/python3 bench/profgroup.py callgrind "$OUT/$NAME.self.txt" "$msgs" "$OUT/$NAME.incl.txt" | tee "$OUT/$NAME.summary.txt"
+  /usr/bin/python3 bench/profgroup.py callgrind "$OUT/$NAME.self.txt" "$msgs" "$OUT/$NAME.incl.txt" | tee "$OUT/$NAME.$TOOL-summary.txt"
   ;;
 perf)
-  taskset -c 0 "$LUA_BIN" "$SCRIPT" "$PORT" "$@" >"$OUT/$NAME.server.log" 2>&1 &
+  taskset -c 0 "${SERVER[@]}" >"$OUT/$NAME.server.log" 2>&1 &
   SP=$!
   wait_listen
-  taskset -c 1 "$WSB" echo -p "$PORT" -c "$C" -s "$S" -d "$D" -t "$((SECS + 1))" -w 1 --pid "$SP" --label perf >"$OUT/$NAME.wsbench.json" &
+  taskset -c 1 "$WSB" $MODE -p "$PORT" -c "$C" -s "$S" -d "$D" -t "$((SECS + 1))" -w 1 --pid "$SP" --label perf >"$OUT/$NAME.wsbench.json" &
   B=$!
   sleep 1.5
   perf record -q -e cpu-clock -g -p "$SP" -o "$OUT/$NAME.perf.data" -- sleep "$SECS" 2>/dev/null
@@ -83,7 +93,7 @@ perf)
   cat "$OUT/$NAME.wsbench.json"
   perf report -i "$OUT/$NAME.perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
     | grep '%' >"$OUT/$NAME.perf.txt" || true
-  /usr/bin/python3 bench/profgroup.py perf "$OUT/$NAME.perf.txt" "$OUT/$NAME.wsbench.json" | tee "$OUT/$NAME.summary.txt"
+  /usr/bin/python3 bench/profgroup.py perf "$OUT/$NAME.perf.txt" "$OUT/$NAME.wsbench.json" | tee "$OUT/$NAME.$TOOL-summary.txt"
   ;;
 *) echo "usage: profile.sh callgrind|perf [SCRIPT [ARGS...]]" >&2; exit 2 ;;
 esac

@@ -21,12 +21,13 @@ local function hook()
 end
 
 local function report()
-  local list = {}
-  local total = 0
+  local byname, total = {}, 0      -- closures of one definition add up
   for f, n in pairs(counts) do
-    list[#list + 1] = { n = n, name = names[f] }
+    byname[names[f]] = (byname[names[f]] or 0) + n
     total = total + n
   end
+  local list = {}
+  for name, n in pairs(byname) do list[#list + 1] = { n = n, name = name } end
   table.sort(list, function(a, b) return a.n > b.n end)
   io.stderr:write(string.format("%d messages, %.1f calls per message\n", messages, total / messages))
   for i = 1, math.min(#list, 40) do
