@@ -10,7 +10,8 @@
 # Environment (defaults in brackets):
 #   WSBENCH     the wsbench folder [../shared/tools/wsbench beside the repo]
 #   SECS REPS WARM         measured seconds, repetitions, warm-up [10 3 2]
-#   SERVERS     echo peers [tcpecho uvws uvws_deflate node_ws py_websockets]
+#   SERVERS     echo peers [tcpecho uvws uvws_event uvws_deflate node_ws py_websockets]
+#               (uvws_event: bench/event_server.lua, on_message handler)
 #   PHASES      [echo tls handshake idle]
 #   ECHO_CONFIGS           conns:size:depth list [the issue-6 matrix]
 #   DEFLATE_CONFIGS        the subset run against echo_server.lua --deflate
@@ -34,7 +35,7 @@ WSBENCH=${WSBENCH:-$(dirname "$REPO")/shared/tools/wsbench}
 SECS=${SECS:-10}
 REPS=${REPS:-3}
 WARM=${WARM:-2}
-SERVERS=${SERVERS:-"tcpecho uvws uvws_deflate node_ws py_websockets"}
+SERVERS=${SERVERS:-"tcpecho uvws uvws_event uvws_deflate node_ws py_websockets"}
 PHASES=${PHASES:-"echo tls handshake idle"}
 ECHO_CONFIGS=${ECHO_CONFIGS:-"1:16:1 1:1024:1 1:65536:1 100:16:1 100:1024:1 100:65536:1 1000:16:1 1000:1024:1 1000:65536:1 100:16:16"}
 DEFLATE_CONFIGS=${DEFLATE_CONFIGS:-"100:16:1 100:1024:1 100:65536:1 100:16:16"}
@@ -91,7 +92,7 @@ mkdir -p "$SNAP/build/uvws" "$SNAP/examples" "$SNAP/bench"
 cp -r lua "$SNAP/"
 cp build/uvws/core.so "$SNAP/build/uvws/"
 cp examples/echo_server.lua "$SNAP/examples/"
-cp bench/handshake_server.lua "$SNAP/bench/"
+cp bench/handshake_server.lua bench/event_server.lua "$SNAP/bench/"
 export LUA_PATH="$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;;"
 export LUA_CPATH="$SNAP/build/?.so;;"
 
@@ -111,6 +112,7 @@ server_cmd() {  # name port -> command line
     uvws_deflate)  echo "$LUA $SNAP/examples/echo_server.lua $p --deflate" ;;
     uvws_tls)      echo "$LUA $SNAP/examples/echo_server.lua $p --tls $OUT/tls/cert.pem $OUT/tls/key.pem" ;;
     uvws_hs)       echo "$LUA $SNAP/bench/handshake_server.lua $p" ;;
+    uvws_event)    echo "$LUA $SNAP/bench/event_server.lua $p" ;;
     node_ws)       echo "env WS_DIR=$REPO/bench/node_modules/ws node $WSBENCH/peers/ws_echo.js $p" ;;
     py_websockets) echo "$PY $WSBENCH/peers/websockets_echo.py $p" ;;
     *) say "unknown server $1"; return 1 ;;
@@ -244,7 +246,7 @@ fi
 # --- idle RSS -------------------------------------------------------------------
 if phase idle; then
   IDLE_SERVERS=""
-  for n in $SERVERS; do case $n in uvws|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
+  for n in $SERVERS; do case $n in uvws|uvws_event|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
   for rep in $(seq 1 "$REPS"); do
     for n in $IDLE_SERVERS; do   # a fresh server each time: freed memory is not reused
       start_server "$n"; sleep 1
