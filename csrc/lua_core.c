@@ -1,10 +1,13 @@
 /*
  * lua_core: the uvws.core module, the only C that knows Lua.
  *
- * C never yields and never raises for a runtime failure: it returns
- * nil, message, name and leaves waiting, retrying and deadlines to
- * lua/uvws/init.lua.  Events flow the other way through one Lua function,
- * the dispatcher, called with an event number and its arguments.
+ * C never raises for a runtime failure: it returns nil, message, name and
+ * leaves retrying and deadlines to lua/uvws/init.lua.  Events flow the
+ * other way through one Lua function, the dispatcher, called with an
+ * event number and its arguments -- except messages, the hot path: C
+ * queues them per connection and resumes the coroutine waiting in
+ * ws:receive() (a C function that yields) or runs the event-style
+ * on_message handler on a pooled thread, with no Lua in between.
  *
  * Memory: a Lua userdata boxes a pointer to the io object, because libuv
  * memory must outlive the garbage collector until uv_close's callback.
@@ -29,9 +32,34 @@
 /* Lua 5.3: the four 5.4 calls this file uses, with one user value. */
 #if LUA_VERSION_NUM < 504
 #define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, sz)
-#define lua_getiuservalue(L, idx, n) lua_getuservalue(L, idx)
-#define lua_setiuservalue(L, idx, n) lua_setuservalue(L, idx)
 #define luaL_pushfail(L) lua_pushnil(L)
+/* One user value: a table holding the numbered ones. */
+static int lua_getiuservalue(lua_State *L, int idx, int n) {
+  if (lua_getuservalue(L, idx) != LUA_TTABLE) return LUA_TNIL;
+  int t = lua_rawgeti(L, -1, n);
+  lua_remove(L, -2);
+  return t;
+}
+static int lua_setiuservalue(lua_State *L, int idx, int n) {
+  idx = lua_absindex(L, idx);
+  if (lua_getuservalue(L, idx) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 4, 0);
+    lua_pushvalue(L, -1);
+    lua_setuservalue(L, idx);
+  }
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, n);
+  lua_pop(L, 1);
+  return 1;
+}
+static int compat_resume(lua_State *co, lua_State *from, int nargs,
+                         int *nres) {
+  int st = lua_resume(co, from, nargs);
+  *nres = lua_gettop(co);
+  return st;
+}
+#define lua_resume(co, from, n, r) compat_resume(co, from, n, r)
 #endif
 
 #define CTX_KEY "uvws.ctx"
@@ -42,7 +70,7 @@
 /* Event numbers passed to the dispatcher. */
 enum {
   EV_REQUEST = 1, /* conn, method, target, minor, headers, body, upgrade */
-  EV_MESSAGE = 2, /* obj, data, is_binary */
+  EV_MESSAGE = 2, /* unused: messages are delivered by on_message */
   EV_PONG = 3,    /* obj, data */
   EV_CLOSED = 4,  /* obj, code, reason */
   EV_TIMER = 5,   /* */
@@ -59,7 +87,10 @@ typedef struct l_ctx {
                        the main thread (a host driving the loop itself) */
   lua_State *main;
   int dispatch_ref;
-  int message_ref;   /* the message handler: fn(obj, data, is_binary) */
+  int report_ref;    /* fn(message): an error escaped a coroutine */
+  int evt_error_ref; /* fn(obj, {err, trace}): an event handler failed */
+  int pool_ref;      /* table of idle threads for event handlers */
+  int pool_n;
   int msgh;          /* stack index of the traceback handler on L during
                         run/step, or 0 */
   int running;
@@ -78,9 +109,30 @@ typedef struct l_tls {
   io_tls_ctx_t *ctx;
 } l_tls_t;
 
+/* User values of a connection's userdata. */
+enum {
+  UV_OBJ = 1,    /* the Lua object bound to it (websocket, stream, response) */
+  UV_QUEUE = 2,  /* messages not yet received: data, kind pairs (lazy) */
+  UV_WAITER = 3, /* the coroutine waiting in receive (anchors `waiter`) */
+  UV_EVT = 4,    /* the event-style message handler, or nil */
+  NUV = 4
+};
+
+#define POOL_MAX 64
+
 typedef struct l_conn {
   io_conn_t *c;
-  int ref; /* registry reference to this userdata while open */
+  int ref;            /* registry reference to this userdata while open */
+  lua_State *waiter;  /* the coroutine waiting in receive, or NULL */
+  lua_Integer qh, qt; /* queue: pairs at qh..qt (qh = 1, qt = 0: empty) */
+  size_t hwm;         /* send high-water mark, 0 for none */
+  lua_Integer max_queue; /* pause reading at this many messages (0: never) */
+  uint8_t raw;        /* a TCP stream: messages have no kind */
+  uint8_t evt;        /* UV_EVT holds an on_message handler */
+  uint8_t busy;       /* an event handler runs (later messages queue) */
+  uint8_t paused;     /* reading paused: the queue is full */
+  uint8_t bp;         /* the send queue reached the high-water mark */
+  uint8_t closed;     /* on_closed has begun */
 } l_conn_t;
 
 static l_ctx_t *get_ctx(lua_State *L) {
@@ -144,6 +196,7 @@ static void end_event(l_ctx_t *ctx, lua_State *L, int nargs) {
 }
 
 static void push_headers(lua_State *L, const ws_header_t *h, size_t n);
+static l_conn_t *new_conn_box(lua_State *L);
 
 /* Pushes the Lua object bound to a connection (or its userdata). */
 static void push_conn_obj(lua_State *L, l_conn_t *box) {
@@ -170,10 +223,7 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
     lua_pushnil(L);
     lua_setiuservalue(L, -2, 1);
   } else {
-    box = lua_newuserdatauv(L, sizeof *box, 1);
-    box->c = NULL;
-    box->ref = LUA_NOREF;
-    luaL_setmetatable(L, CONN_MT);
+    box = new_conn_box(L);
     lua_pushvalue(L, -1);
     box->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     box->c = c;
@@ -192,18 +242,240 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   end_event((l_ctx_t *)c->loop->data, L, 9);
 }
 
+/* ---- messages: the per-connection queue, receive and event handlers ----- */
+
+/* Creates the userdata of a connection (pushed). */
+static l_conn_t *new_conn_box(lua_State *L) {
+  l_conn_t *box = lua_newuserdatauv(L, sizeof *box, NUV);
+  memset(box, 0, sizeof *box);
+  box->ref = LUA_NOREF;
+  box->qh = 1;
+  luaL_setmetatable(L, CONN_MT);
+  return box;
+}
+
+static void set_paused(l_conn_t *box, int paused) {
+  box->paused = (uint8_t)paused;
+  if (box->c) io_conn_pause(box->c, paused);
+}
+
+/* Appends the data, kind pair on top of L to the queue of the connection
+ * whose userdata is at `ud` (pops them); pauses reading when full. */
+static void queue_push(lua_State *L, l_conn_t *box, int ud) {
+  if (lua_getiuservalue(L, ud, UV_QUEUE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 8, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ud, UV_QUEUE);
+  }
+  lua_insert(L, -3);
+  lua_rawseti(L, -3, box->qt + 2);
+  lua_rawseti(L, -2, box->qt + 1);
+  lua_pop(L, 1);
+  box->qt += 2;
+  if (box->max_queue > 0 && !box->paused &&
+      (box->qt - box->qh + 1) / 2 >= box->max_queue)
+    set_paused(box, 1);
+}
+
+/* Pushes the oldest queued data, kind pair (the queue is not empty). */
+static void queue_pop(lua_State *L, l_conn_t *box, int ud) {
+  lua_getiuservalue(L, ud, UV_QUEUE);
+  lua_rawgeti(L, -1, box->qh);
+  lua_rawgeti(L, -2, box->qh + 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, box->qh);
+  lua_pushnil(L);
+  lua_rawseti(L, -4, box->qh + 1);
+  lua_remove(L, -3);
+  box->qh += 2;
+  if (box->qh > box->qt) box->qh = 1, box->qt = 0;
+  /* Reading resumes below half the limit. */
+  if (box->paused && box->qt - box->qh + 1 < box->max_queue)
+    set_paused(box, 0);
+}
+
+static void push_kind(lua_State *L, const l_conn_t *box, int opcode) {
+  if (box->raw) lua_pushnil(L);
+  else if (opcode == WS_OP_BINARY) lua_pushliteral(L, "binary");
+  else lua_pushliteral(L, "text");
+}
+
+/* Reports an error that ended coroutine `co` (its message on top of co). */
+static void report_co_error(l_ctx_t *ctx, lua_State *L, lua_State *co) {
+  const char *msg = luaL_tolstring(co, -1, NULL);
+  luaL_traceback(L, co, msg, 0);
+  lua_pop(co, 2);
+  if (ctx->report_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->report_ref);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
+  }
+  fprintf(stderr, "uvws: error in a coroutine: %s\n", lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* Resumes `co` with the nargs values on its stack; reports errors. */
+static void resume_co(l_ctx_t *ctx, lua_State *L, lua_State *co, int nargs) {
+  int nres = 0;
+  int st = lua_resume(co, L, nargs, &nres);
+  if (st == LUA_YIELD) lua_pop(co, nres);
+  else if (st != LUA_OK) report_co_error(ctx, L, co);
+}
+
+/* Hands the values on top of L (n of them) to the coroutine waiting in
+ * receive on the connection at `ud`; returns 0 (popping them) if none
+ * waits. */
+static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int ud,
+                       int n) {
+  lua_State *co = box->waiter;
+  if (!co) {
+    lua_pop(L, n);
+    return 0;
+  }
+  box->waiter = NULL;
+  lua_getiuservalue(L, ud, UV_WAITER); /* keeps co alive while it runs */
+  lua_insert(L, -n - 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, ud, UV_WAITER);
+  lua_xmove(L, co, n);
+  resume_co(ctx, L, co, n);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Event handlers run on pooled threads whose body is evt_body: stack 1
+ * handler, 2 obj, 3 userdata, 4 a, 5 b, 6 mode (EVT_*), 7 message handler.
+ * For a message (or on_open) the messages queued while it ran follow, in
+ * order, then the connection is no longer busy. */
+enum { EVT_MESSAGE = 0, EVT_OTHER = 1 };
+
+static int evt_msgh(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "err");
+  luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
+  lua_setfield(L, -3, "trace");
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* After one handler call: reports its error, then loads the next queued
+ * message into 4, 5; returns 0 when there is none. */
+static int evt_after(lua_State *L, int st) {
+  if (st != LUA_OK && st != LUA_YIELD) {
+    l_ctx_t *ctx = get_ctx(L);
+    if (ctx->evt_error_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->evt_error_ref);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -3);
+      if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 7);
+  l_conn_t *box = lua_touserdata(L, 3);
+  if (lua_tointeger(L, 6) != EVT_MESSAGE) return 0;
+  if (box->qh > box->qt || !box->evt) {
+    box->busy = 0;
+    return 0;
+  }
+  queue_pop(L, box, 3);
+  lua_replace(L, 5);
+  lua_replace(L, 4);
+  lua_getiuservalue(L, 3, UV_EVT);
+  lua_replace(L, 1);
+  return 1;
+}
+
+static int evt_k(lua_State *L, int st, lua_KContext k);
+
+static int evt_loop(lua_State *L) {
+  do {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
+  } while (evt_after(L, lua_pcallk(L, 3, 0, 7, 0, evt_k)));
+  return 0;
+}
+
+static int evt_k(lua_State *L, int st, lua_KContext k) {
+  (void)k;
+  if (!evt_after(L, st)) return 0;
+  return evt_loop(L);
+}
+
+static int evt_body(lua_State *L) {
+  lua_settop(L, 6);
+  lua_pushcfunction(L, evt_msgh);
+  return evt_loop(L);
+}
+
+/* Runs handler(obj, a, b) on a pooled thread.  L holds handler, obj, ud,
+ * a, b on top (popped). */
+static void evt_start(l_ctx_t *ctx, lua_State *L, int mode) {
+  lua_State *co;
+  if (ctx->pool_n > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pool_ref);
+    lua_rawgeti(L, -1, ctx->pool_n);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, ctx->pool_n--);
+    lua_remove(L, -2);
+    co = lua_tothread(L, -1);
+  } else {
+    co = lua_newthread(L);
+  }
+  lua_insert(L, -6); /* the thread stays on L while it runs */
+  lua_pushcfunction(co, evt_body);
+  lua_xmove(L, co, 5);
+  lua_pushinteger(co, mode);
+  int nres = 0;
+  int st = lua_resume(co, L, 6, &nres);
+  if (st == LUA_OK && ctx->pool_n < POOL_MAX) {
+    lua_settop(co, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pool_ref);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, ++ctx->pool_n);
+    lua_pop(L, 1);
+    return;
+  }
+  if (st == LUA_YIELD) lua_pop(co, nres);
+  else if (st != LUA_OK) report_co_error(ctx, L, co);
+  lua_pop(L, 1);
+}
+
 static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
                        size_t len) {
   l_conn_t *box = c->data;
-  lua_State *L;
-  if (!box || !(L = begin_event(c->loop))) return;
-  /* The hot path: straight to the message handler. */
-  lua_pop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ((l_ctx_t *)c->loop->data)->message_ref);
-  push_conn_obj(L, box);
-  lua_pushlstring(L, (const char *)data, len);
-  lua_pushboolean(L, opcode == WS_OP_BINARY);
-  end_event((l_ctx_t *)c->loop->data, L, 3);
+  l_ctx_t *ctx = c->loop->data;
+  lua_State *L = ctx->L;
+  if (!box || !L || ctx->dispatch_ref == LUA_NOREF) return;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
+  int ud = top + 1;
+  if (box->evt && !box->busy) {
+    box->busy = 1;
+    lua_getiuservalue(L, ud, UV_EVT);
+    lua_getiuservalue(L, ud, UV_OBJ);
+    lua_pushvalue(L, ud);
+    lua_pushlstring(L, (const char *)data, len);
+    push_kind(L, box, opcode);
+    evt_start(ctx, L, EVT_MESSAGE);
+  } else if (box->waiter && box->qh > box->qt) {
+    lua_State *co = box->waiter;
+    box->waiter = NULL;
+    lua_getiuservalue(L, ud, UV_WAITER);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ud, UV_WAITER);
+    lua_pushlstring(co, (const char *)data, len);
+    push_kind(co, box, opcode);
+    resume_co(ctx, L, co, 2);
+  } else {
+    lua_pushlstring(L, (const char *)data, len);
+    push_kind(L, box, opcode);
+    queue_push(L, box, ud);
+  }
+  lua_settop(L, top);
 }
 
 static void on_pong(io_conn_t *c, const uint8_t *data, size_t len) {
@@ -230,6 +502,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
   l_conn_t *box = c->data;
   if (!box) return;
   l_ctx_t *ctx = c->loop->data;
+  box->closed = 1; /* receive answers "closed" from now on */
   lua_State *L = begin_event(c->loop);
   if (L) {
     lua_pushinteger(L, EV_CLOSED);
@@ -287,18 +560,21 @@ static void on_timer(io_loop_t *loop) {
 
 /* ---- module functions ------------------------------------------------------ */
 
-/* set_dispatch(dispatch, on_message) */
+/* set_dispatch(dispatch, report, event_error): the event dispatcher; the
+ * reporter of errors that end a coroutine resumed from C (gets the message
+ * with a traceback); the handler of event-handler errors (gets the object
+ * and {err, trace}). */
 static int l_set_dispatch(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
-  if (ctx->dispatch_ref != LUA_NOREF)
-    luaL_unref(L, LUA_REGISTRYINDEX, ctx->dispatch_ref);
-  if (ctx->message_ref != LUA_NOREF)
-    luaL_unref(L, LUA_REGISTRYINDEX, ctx->message_ref);
-  ctx->message_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ctx->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  int *refs[3] = {&ctx->dispatch_ref, &ctx->report_ref, &ctx->evt_error_ref};
+  for (int i = 2; i >= 0; i--) {
+    if (*refs[i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
+    *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 0;
 }
 
@@ -629,10 +905,7 @@ static int l_connect(lua_State *L) {
   o.servername = opt_str(L, 1, "servername", NULL);
 
 
-  l_conn_t *box = lua_newuserdatauv(L, sizeof *box, 1);
-  box->c = NULL;
-  box->ref = LUA_NOREF;
-  luaL_setmetatable(L, CONN_MT);
+  l_conn_t *box = new_conn_box(L);
   int err = 0;
   io_conn_t *c = io_client_connect(ctx->loop, &o, &err);
   if (!c) return uv_fail(L, err);
@@ -814,11 +1087,258 @@ static int closed_fail(lua_State *L) {
   return fail(L, "connection closed", "closed");
 }
 
+/* bind(obj [, hwm, max_queue, raw, on_message]): binds the Lua object
+ * events are delivered to; for a websocket or stream also its send
+ * high-water mark, queue limit, whether it is a raw stream, and the
+ * event-style message handler. */
 static int l_conn_bind(lua_State *L) {
-  check_conn(L);
-  lua_settop(L, 2);
-  lua_setiuservalue(L, 1, 1);
+  l_conn_t *box = check_conn(L);
+  lua_settop(L, 6);
+  box->hwm = (size_t)luaL_optinteger(L, 3, 0);
+  box->max_queue = luaL_optinteger(L, 4, 0);
+  box->raw = (uint8_t)lua_toboolean(L, 5);
+  box->evt = !lua_isnil(L, 6);
+  lua_setiuservalue(L, 1, UV_EVT);
+  lua_pop(L, 3);
+  lua_setiuservalue(L, 1, UV_OBJ);
   return 0;
+}
+
+/* wake(...): resumes the coroutine waiting in receive with the arguments;
+ * true if there was one. */
+static int l_conn_wake(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  int n = lua_gettop(L) - 1;
+  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, 1, n));
+  return 1;
+}
+
+/* wake_if(co, ...): the same, only if co is the waiting coroutine. */
+static int l_conn_wake_if(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  if (!box->waiter || lua_tothread(L, 2) != box->waiter) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int n = lua_gettop(L) - 2;
+  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, 1, n));
+  return 1;
+}
+
+/* run_event(fn, obj, a, b, is_open): runs fn(obj, a, b) on a pooled
+ * thread now.  With is_open, messages queue until it returns (and are
+ * then handed to the message handler). */
+static int l_conn_run_event(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  int open = lua_toboolean(L, 6);
+  lua_settop(L, 5);
+  lua_pushvalue(L, 1);
+  lua_insert(L, 4); /* fn, obj, ud, a, b */
+  if (open) box->busy = 1;
+  evt_start(get_ctx(L), L, open ? EVT_MESSAGE : EVT_OTHER);
+  return 0;
+}
+
+/* bp([clear]): whether a send reached the high-water mark; clear(false)
+ * resets it. */
+static int l_conn_bp(lua_State *L) {
+  l_conn_t *box = check_conn(L);
+  lua_pushboolean(L, box->bp);
+  if (lua_gettop(L) >= 3 && !lua_toboolean(L, 2)) box->bp = 0;
+  return 1;
+}
+
+/* ---- websocket methods in C: send, receive and the each() iterator ------- */
+
+/* Upvalues of the C websocket methods. */
+enum {
+  WU_CONN_MT = 1, /* the conn metatable */
+  WU_CKEY,        /* "_c": the websocket's field holding its conn */
+  WU_TEXT,        /* "text" */
+  WU_BINARY,      /* "binary" */
+  WU_SEND_SLOW,   /* fn(ws, data, kind, timeout): the general send */
+  WU_CLOSED,      /* fn(ws) -> nil, message, "closed" */
+  WU_ARM,         /* fn(conn, co, timeout) -> timer entry */
+  WU_CANCEL,      /* fn(entry): cancels a timer */
+  WU_N = WU_CANCEL
+};
+
+/* The conn of the websocket at index 1 (its userdata is left at `ud`). */
+static l_conn_t *ws_conn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+  lua_rawget(L, 1);
+  l_conn_t *box = lua_touserdata(L, -1);
+  if (box && lua_getmetatable(L, -1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(WU_CONN_MT));
+    lua_pop(L, 1);
+    if (same) return box;
+  }
+  luaL_error(L, "uvws: not a websocket");
+  return NULL;
+}
+
+static int raise_at_caller(lua_State *L, const char *msg) {
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static int ws_send_k(lua_State *L, int st, lua_KContext k) {
+  (void)st;
+  return lua_gettop(L) - (int)k;
+}
+
+/* send(ws, data [, kind [, timeout | opts]]): the common case in C; the
+ * rest (errors, backpressure, options) in Lua's send_slow. */
+static int l_ws_send(lua_State *L) {
+  int n = lua_gettop(L);
+  l_conn_t *box = ws_conn(L);
+  lua_pop(L, 1);
+  if (box->c && !box->bp && n <= 3 && lua_type(L, 2) == LUA_TSTRING) {
+    int op;
+    if (n < 3 || lua_rawequal(L, 3, lua_upvalueindex(WU_TEXT)) ||
+        lua_isnil(L, 3))
+      op = WS_OP_TEXT;
+    else if (lua_rawequal(L, 3, lua_upvalueindex(WU_BINARY)))
+      op = WS_OP_BINARY;
+    else
+      goto slow;
+    size_t len;
+    const char *s = lua_tolstring(L, 2, &len);
+    if (op == WS_OP_TEXT && !ws_utf8_valid((const uint8_t *)s, len))
+      goto slow;
+    if (io_conn_send_ex(box->c, op, s, len, 0) != WS_CONN_OK) goto slow;
+    if (box->hwm && io_conn_buffered(box->c) >= box->hwm) box->bp = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+slow:
+  lua_pushvalue(L, lua_upvalueindex(WU_SEND_SLOW));
+  lua_insert(L, 1);
+  lua_callk(L, n, LUA_MULTRET, 0, ws_send_k);
+  return lua_gettop(L);
+}
+
+/* Continuation of receive: stack 1 ws, 2 timeout, [3 timer entry], then
+ * what the waker passed (data, kind or nil, message, name). */
+static int ws_receive_k(lua_State *L, int st, lua_KContext k) {
+  (void)st;
+  int base = (int)k;
+  if (base == 3) {
+    lua_pushvalue(L, lua_upvalueindex(WU_CANCEL));
+    lua_pushvalue(L, 3);
+    lua_call(L, 1, 0);
+  }
+  return lua_gettop(L) - base;
+}
+
+/* receive(ws [, timeout]) -> data, kind | nil, message, name */
+static int l_ws_receive(lua_State *L) {
+  lua_settop(L, 2);
+  l_conn_t *box = ws_conn(L);
+  lua_pop(L, 1);
+  if (box->qh <= box->qt) {
+    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+    lua_rawget(L, 1);
+    queue_pop(L, box, 3);
+    return 2;
+  }
+  if (box->closed || !box->c) {
+    lua_pushvalue(L, lua_upvalueindex(WU_CLOSED));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 3);
+    return 3;
+  }
+  if (box->waiter)
+    return raise_at_caller(
+        L, "uvws: two coroutines are receiving on the same connection");
+  if (!lua_isyieldable(L) || lua_pushthread(L))
+    return raise_at_caller(L, "uvws: receive must be called inside a "
+                              "coroutine (start one with uvws.spawn)");
+  lua_pop(L, 1);
+  int base = 2;
+  if (!lua_isnil(L, 2)) {
+    lua_Number t = lua_tonumber(L, 2);
+    if (lua_type(L, 2) != LUA_TNUMBER || !(t >= 0))
+      return raise_at_caller(
+          L, "uvws: timeout must be a non-negative number of seconds");
+    lua_pushvalue(L, lua_upvalueindex(WU_ARM));
+    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+    lua_rawget(L, 1);
+    lua_pushthread(L);
+    lua_pushvalue(L, 2);
+    lua_call(L, 3, 1);
+    base = 3;
+  }
+  box->waiter = L;
+  lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+  lua_rawget(L, 1);
+  lua_pushthread(L);
+  lua_setiuservalue(L, -2, UV_WAITER);
+  lua_pop(L, 1);
+  return lua_yieldk(L, 0, base, ws_receive_k);
+}
+
+/* The each() iterator: next(ws) -> data, kind, or nil at the end. */
+static int ws_next_k(lua_State *L, int st, lua_KContext k) {
+  int n = ws_receive_k(L, st, k);
+  if (lua_isnil(L, -n)) return 0;
+  return n;
+}
+
+static int l_ws_next(lua_State *L) {
+  lua_settop(L, 1);
+  l_conn_t *box = ws_conn(L);
+  lua_pop(L, 1);
+  if (box->qh <= box->qt) {
+    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+    lua_rawget(L, 1);
+    queue_pop(L, box, 2);
+    return 2;
+  }
+  if (box->closed || !box->c) return 0;
+  if (box->waiter)
+    return raise_at_caller(
+        L, "uvws: two coroutines are receiving on the same connection");
+  if (!lua_isyieldable(L) || lua_pushthread(L))
+    return raise_at_caller(L, "uvws: receive must be called inside a "
+                              "coroutine (start one with uvws.spawn)");
+  lua_pop(L, 1);
+  lua_pushnil(L); /* no timeout: the stack is ws, nil as in receive */
+  box->waiter = L;
+  lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
+  lua_rawget(L, 1);
+  lua_pushthread(L);
+  lua_setiuservalue(L, -2, UV_WAITER);
+  lua_pop(L, 1);
+  return lua_yieldk(L, 0, 2, ws_next_k);
+}
+
+/* ws_methods{send_slow=, closed_error=, arm_timeout=, cancel_timer=}
+ * -> {send=, receive=, next=} */
+static int l_ws_methods(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const keys[] = {"send_slow", "closed_error",
+                                     "arm_timeout", "cancel_timer"};
+  static const struct { const char *name; lua_CFunction f; } fns[] = {
+      {"send", l_ws_send}, {"receive", l_ws_receive}, {"next", l_ws_next}};
+  lua_createtable(L, 0, 3);
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    luaL_getmetatable(L, CONN_MT);
+    lua_pushliteral(L, "_c");
+    lua_pushliteral(L, "text");
+    lua_pushliteral(L, "binary");
+    for (int j = 0; j < 4; j++) {
+      lua_getfield(L, 1, keys[j]);
+      luaL_checktype(L, -1, LUA_TFUNCTION);
+    }
+    lua_pushcclosure(L, fns[i].f, WU_N);
+    lua_setfield(L, -2, fns[i].name);
+  }
+  return 1;
 }
 
 static int l_conn_accept(lua_State *L) {
@@ -879,7 +1399,9 @@ static int l_conn_send(lua_State *L) {
   if (!box->c) return closed_fail(L);
   int r = io_conn_send_ex(box->c, op, s, n, flags);
   if (r != WS_CONN_OK) return send_result(L, r);
-  lua_pushinteger(L, (lua_Integer)io_conn_buffered(box->c));
+  size_t queued = io_conn_buffered(box->c);
+  if (box->hwm && queued >= box->hwm) box->bp = 1;
+  lua_pushinteger(L, (lua_Integer)queued);
   return 1;
 }
 
@@ -1070,6 +1592,10 @@ static const luaL_Reg server_meth[] = {
 
 static const luaL_Reg conn_meth[] = {
   {"bind", l_conn_bind},
+  {"wake", l_conn_wake},
+  {"wake_if", l_conn_wake_if},
+  {"run_event", l_conn_run_event},
+  {"bp", l_conn_bp},
   {"accept", l_conn_accept},
   {"write", l_conn_write},
   {"http_done", l_conn_http_done},
@@ -1093,6 +1619,7 @@ static const luaL_Reg conn_meth[] = {
 
 static const luaL_Reg funcs[] = {
   {"set_dispatch", l_set_dispatch},
+  {"ws_methods", l_ws_methods},
   {"listen", l_listen},
   {"connect", l_connect},
   {"tls_context", l_tls_context},
@@ -1176,7 +1703,10 @@ int luaopen_uvws_core(lua_State *L) {
     l_ctx_t *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
     memset(ctx, 0, sizeof *ctx);
     ctx->dispatch_ref = LUA_NOREF;
-    ctx->message_ref = LUA_NOREF;
+    ctx->report_ref = LUA_NOREF;
+    ctx->evt_error_ref = LUA_NOREF;
+    lua_newtable(L);
+    ctx->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_newtable(L);
     lua_pushcfunction(L, l_ctx_gc);

@@ -22,8 +22,9 @@ M.sleep = sched.sleep
 M.now = sched.now
 M.origin_allowed = request.origin_allowed
 
-local EV_REQUEST, EV_MESSAGE, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE, EV_SIGNAL =
-  core.EV_REQUEST, core.EV_MESSAGE, core.EV_PONG, core.EV_CLOSED,
+-- Messages do not go through the dispatcher (see lua_core.c on_message).
+local EV_REQUEST, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE, EV_SIGNAL =
+  core.EV_REQUEST, core.EV_PONG, core.EV_CLOSED,
   core.EV_TIMER, core.EV_DRAIN, core.EV_RESPONSE, core.EV_SIGNAL
 
 local signal_handlers = {}   -- signum -> function
@@ -94,62 +95,50 @@ local function closed_error(ws)
   return nil, string.format("connection closed (%d)", code), "closed"
 end
 
-local function new_ws(conn, opts)
+local function new_ws(conn, opts, on_message)
   local ws = setmetatable({
     _c = conn,
     _opts = opts,
     -- Created on first use, so an idle connection costs little:
-    -- _q (queued data, kind pairs), _pings ({payload, co, sent}),
-    -- _close_waiters, _drain_waiters.
-    _qh = 1, _qt = 0,
-    _paused = false,
+    -- _pings ({payload, co, sent}), _close_waiters, _drain_waiters.
+    -- Queued messages, the receiving coroutine and the backpressure flag
+    -- live in C (the conn).
     closed = false,
   }, WS)
-  conn:bind(ws)
+  conn:bind(ws, opts.send_high_water or nil, opts.max_queue or nil, false, on_message)
   return ws
 end
+
+-- The timer of a receive with a timeout.
+local function arm_timeout(conn, co, timeout)
+  return sched.add_timer(timeout, function()
+    conn:wake_if(co, nil, "timeout", "timeout")
+  end)
+end
+
+local send_slow   -- below
+
+-- receive, send and the each() iterator are C functions (lua_core.c): a
+-- message goes from the socket to the waiting coroutine with no Lua frame
+-- in between.
+local cws = core.ws_methods {
+  send_slow = function(...) return send_slow(...) end,
+  closed_error = closed_error,
+  arm_timeout = arm_timeout,
+  cancel_timer = sched.cancel,
+}
+local ws_next = cws.next
 
 --- Waits for the next message.
 -- @param timeout seconds (optional)
 -- @return data, "text"|"binary"  or  nil, message, name ("closed", "timeout")
-function WS:receive(timeout)
-  local q = self._q
-  local h = self._qh
-  if h <= self._qt then
-    local data, kind = q[h], q[h + 1]
-    q[h], q[h + 1] = nil, nil
-    h = h + 2
-    self._qh = h
-    if h > self._qt then self._qh, self._qt = 1, 0 end
-    if self._paused and (self._qt - self._qh) / 2 < self._opts.max_queue / 2 then
-      self._paused = false
-      self._c:pause(false)
-    end
-    return data, kind
-  end
-  if self.closed then return closed_error(self) end
-  if self._waiter then
-    error("uvws: two coroutines are receiving on the same connection", 2)
-  end
-  local co = sched.current("receive")
-  self._waiter = co
-  local data, kind, name
-  if timeout == nil then
-    -- The common case: no timer, and no cleanup closure to allocate.
-    data, kind, name = sched.wait(nil)
-  else
-    data, kind, name = sched.wait(timeout, function()
-      if self._waiter == co then self._waiter = nil end
-    end)
-  end
-  if data ~= nil then return data, kind end
-  return nil, kind, name
-end
+WS.receive = cws.receive
 
 --- Iterates over messages until the connection closes.
 -- for data, kind in ws:each() do ... end
 function WS:each(timeout)
-  local receive = self.receive
+  if timeout == nil then return ws_next, self end
+  local receive = cws.receive
   return function()
     local data, kind = receive(self, timeout)
     if data then return data, kind end
@@ -167,7 +156,7 @@ local function backpressure(ws, timeout)
     return nil, "send buffer full (" .. ws._c:buffered() .. " bytes queued)", "backpressure"
   elseif policy == "close" then
     ws._c:close(1008, "send buffer full")
-    ws._bp = false   -- later sends find the close frame sent: "closed"
+    ws._c:bp(false)   -- later sends find the close frame sent: "closed"
     return nil, "send buffer full: connection closed", "backpressure"
   end
   -- "wait": only a coroutine can wait; elsewhere the message is queued.
@@ -205,7 +194,8 @@ end
 -- must be valid UTF-8.  Over the send high-water mark the send_policy
 -- applies: "wait" (up to `timeout`), "drop" or "close".
 -- @return true  or  nil, message, name
-function WS:send(data, kind, timeout)
+-- WS.send is C (lua_core.c) for the common case; this is the rest.
+function send_slow(self, data, kind, timeout)
   local flags
   if timeout ~= nil and type(timeout) == "table" then
     local opts = timeout
@@ -215,30 +205,30 @@ function WS:send(data, kind, timeout)
   end
   local binary = KINDS[kind or "text"]
   if binary == nil then
-    error("uvws: message kind must be 'text' or 'binary', got " .. tostring(kind), 2)
+    error("uvws: message kind must be 'text' or 'binary', got " .. tostring(kind), 3)
   end
   if self.closed then return closed_error(self) end
-  if self._bp then
+  local c = self._c
+  if c:bp() then
     -- The queue was over the high-water mark after an earlier send.
     local bok, berr, bname = backpressure(self, timeout)
     if not bok then return nil, berr, bname end
-    self._bp = false
+    c:bp(false)
   end
   if type(data) ~= "string" then
-    error("uvws: send expects a string, got " .. type(data), 2)
+    error("uvws: send expects a string, got " .. type(data), 3)
   end
-  local queued, err, name = self._c:send(data, binary, flags)
+  local queued, err, name = c:send(data, binary, flags)
   if not queued then
     if name == "EUTF8" then
-      error("uvws: text message is not valid UTF-8 (send it as 'binary')", 2)
+      error("uvws: text message is not valid UTF-8 (send it as 'binary')", 3)
     end
     if name == "closed" then return nil, "connection is closing", "closed" end
     return nil, err, name
   end
-  local hwm = self._opts.send_high_water
-  if hwm and queued >= hwm then self._bp = true end
   return true
 end
+WS.send = cws.send
 
 --- Sends a ping and waits for its pong.
 -- @return the round-trip time in seconds  or  nil, message, name
@@ -380,79 +370,12 @@ local check_deflate
 -- meanwhile for the same connection wait their turn, in order.
 ------------------------------------------------------------------------------
 
-local pool = {}          -- idle pooled coroutines
-local POOL_MAX = 64
-
+-- The pooled threads and the per-connection queue are in C (lua_core.c:
+-- evt_start); errors come here.
 local function report_event_error(ws, e)
   local srv = ws.server
   pcall(srv and srv.on_error or default_on_error, e.err, e.trace)
   if not ws.closed then ws._c:close(1011, "internal error") end
-end
-
-local function traceback_err(e)
-  return { err = e, trace = debug.traceback(tostring(e), 2) }
-end
-
-local function pooled_main(fn, ws, a, b, c)
-  while true do
-    while true do
-      local ok, e = xpcall(fn, traceback_err, ws, a, b, c)
-      if not ok then report_event_error(ws, e) end
-      -- Messages that came while this call waited, in order.
-      local h = ws._qh
-      if h > ws._qt or not ws._evt_message then break end
-      fn = ws._evt_message
-      a, b = ws._q[h], ws._q[h + 1]
-      ws._q[h], ws._q[h + 1] = nil, nil
-      ws._qh = h + 2
-      if ws._qh > ws._qt then ws._qh, ws._qt = 1, 0 end
-      if ws._paused and (ws._qt - ws._qh) / 2 < ws._opts.max_queue / 2 then
-        ws._paused = false
-        ws._c:pause(false)
-      end
-    end
-    ws._busy = false
-    if #pool >= POOL_MAX then return end
-    pool[#pool + 1] = coroutine.running()
-    fn, ws, a, b, c = coroutine.yield()
-  end
-end
-
--- Runs fn(ws, a, b, c) in a pooled coroutine, at once.
-local function run_pooled(fn, ws, a, b, c)
-  ws._busy = true
-  local co = table.remove(pool) or coroutine.create(pooled_main)
-  local ok, err = coroutine.resume(co, fn, ws, a, b, c)
-  if not ok then default_on_error(debug.traceback(co, tostring(err))) end
-end
-
-local function ws_on_message(ws, data, binary)
-  local kind = binary and "binary" or "text"
-  local evt = ws._evt_message
-  if evt then
-    if not ws._busy then return run_pooled(evt, ws, data, kind) end
-  elseif ws._raw then
-    kind = nil
-  end
-  local co = ws._waiter
-  if co and ws._qh > ws._qt then
-    ws._waiter = nil
-    sched.wake(co, data, kind)
-    return
-  end
-  local t = ws._qt
-  local q = ws._q
-  if not q then
-    q = {}
-    ws._q = q
-  end
-  q[t + 1], q[t + 2] = data, kind
-  ws._qt = t + 2
-  local max = ws._opts.max_queue
-  if max and max > 0 and not ws._paused and (ws._qt - ws._qh + 1) / 2 >= max then
-    ws._paused = true
-    ws._c:pause(true)
-  end
 end
 
 local function ws_on_pong(ws, data)
@@ -483,11 +406,7 @@ local function ws_on_closed(ws, code, reason, errname)
   end
   ws.close_code = ws.close_code or code
   ws.close_reason = ws.close_reason or reason
-  local co = ws._waiter
-  if co then
-    ws._waiter = nil
-    sched.wake(co, closed_error(ws))
-  end
+  ws._c:wake(closed_error(ws))
   local pings = ws._pings
   ws._pings = nil
   for i = 1, pings and #pings or 0 do sched.wake(pings[i][2], closed_error(ws)) end
@@ -707,8 +626,8 @@ end
 local function server_ws_closed(w)
   local srv = w.server
   srv._conns[w] = nil
-  if srv.on_close and w._evt_message then
-    run_pooled(srv.on_close, w, w.close_code, w.close_reason)
+  if srv.on_close and srv.on_message then
+    w._c:run_event(srv.on_close, w, w.close_code, w.close_reason)
   end
   if w._topics then
     for topic in pairs(w._topics) do w:unsubscribe(topic) end
@@ -723,7 +642,7 @@ end
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
-  local ws = new_ws(conn, srv.opts)
+  local ws = new_ws(conn, srv.opts, srv.on_message)
   local on, _, zbits = conn:deflate()
   ws.deflate = on
   if zbits > 0 then ws._zbits = zbits end
@@ -734,8 +653,7 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   srv._conns[ws] = true
   ws._on_closed = server_ws_closed
   if srv.on_message then
-    ws._evt_message = srv.on_message
-    if srv.on_open then run_pooled(srv.on_open, ws) end
+    if srv.on_open then conn:run_event(srv.on_open, ws, nil, nil, true) end
   elseif srv.handler then
     sched.spawn(function()
       local hok, herr = xpcall(srv.handler, function(e)
@@ -824,9 +742,7 @@ local function on_request(conn, method, target, minor, headers, body, upgrade, s
 end
 
 local function dispatch(ev, obj, a, b, c, d, e, f, g)
-  if ev == EV_MESSAGE then
-    ws_on_message(obj, a, b)
-  elseif ev == EV_TIMER then
+  if ev == EV_TIMER then
     sched.on_timer()
   elseif ev == EV_REQUEST then
     on_request(obj, a, b, c, d, e, f, g)
@@ -865,7 +781,7 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
     end
   end
 end
-core.set_dispatch(dispatch, ws_on_message)
+core.set_dispatch(dispatch, function(msg) sched.on_error(msg) end, report_event_error)
 
 local DEFLATE_KEYS = {
   server_no_context_takeover = "boolean", client_no_context_takeover = "boolean",
@@ -1065,7 +981,7 @@ function Stream:__tostring()
 end
 
 --- Reads the next chunk of bytes: data, or nil, message, name.
-Stream.read = WS.receive
+Stream.read = cws.receive
 
 --- Queues bytes to send.
 function Stream:write(data)
@@ -1100,11 +1016,8 @@ function M.tcp_connect(host, port, opts)
   end
   local conn, err, name = core.connect(cargs)
   if not conn then return nil, err, name end
-  local st = setmetatable({
-    _c = conn, _opts = o, _qh = 1, _qt = 0, _paused = false, closed = false,
-    _raw = true,
-  }, Stream)
-  conn:bind(st)
+  local st = setmetatable({ _c = conn, _opts = o, closed = false }, Stream)
+  conn:bind(st, nil, o.max_queue, true)
   st._connecting = co
   return sched.wait(nil)
 end
