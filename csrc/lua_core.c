@@ -89,7 +89,12 @@ typedef struct l_ctx {
   int dispatch_ref;
   int report_ref;    /* fn(message): an error escaped a coroutine */
   int evt_error_ref; /* fn(obj, {err, trace}): an event handler failed */
-  int pool_ref;      /* table of idle threads for event handlers */
+  int ready_ref;     /* registry slot anchoring the ready thread */
+  lua_State *ready;  /* a thread parked for the next event handler call */
+  lua_State *ready_anchored; /* the thread ready_ref holds */
+  lua_State *starting; /* the thread evt_start is resuming */
+  lua_State *idle;   /* set by a thread that parked itself */
+  int kind_ref[2];   /* the strings "text" and "binary" */
   int pool_n;
   int msgh;          /* stack index of the traceback handler on L during
                         run/step, or 0 */
@@ -113,17 +118,21 @@ typedef struct l_tls {
 enum {
   UV_OBJ = 1,    /* the Lua object bound to it (websocket, stream, response) */
   UV_QUEUE = 2,  /* messages not yet received: data, kind pairs (lazy) */
-  UV_WAITER = 3, /* the coroutine waiting in receive (anchors `waiter`) */
+  UV_WAITER = 3, /* the last coroutine that waited in receive: keeps
+                    `waiter` alive */
   UV_EVT = 4,    /* the event-style message handler, or nil */
   NUV = 4
 };
 
-#define POOL_MAX 64
+#define CONN_MAGIC 0x75767773u /* "uvws": ws_conn's cheap identity check */
 
 typedef struct l_conn {
+  uint32_t magic;
   io_conn_t *c;
   int ref;            /* registry reference to this userdata while open */
   lua_State *waiter;  /* the coroutine waiting in receive, or NULL */
+  lua_State *anchored; /* the thread UV_WAITER holds (it stays there after
+                          the wait, so a loop of receives sets it once) */
   lua_Integer qh, qt; /* queue: pairs at qh..qt (qh = 1, qt = 0: empty) */
   size_t hwm;         /* send high-water mark, 0 for none */
   lua_Integer max_queue; /* pause reading at this many messages (0: never) */
@@ -248,6 +257,7 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
 static l_conn_t *new_conn_box(lua_State *L) {
   l_conn_t *box = lua_newuserdatauv(L, sizeof *box, NUV);
   memset(box, 0, sizeof *box);
+  box->magic = CONN_MAGIC;
   box->ref = LUA_NOREF;
   box->qh = 1;
   luaL_setmetatable(L, CONN_MT);
@@ -295,10 +305,10 @@ static void queue_pop(lua_State *L, l_conn_t *box, int ud) {
     set_paused(box, 0);
 }
 
-static void push_kind(lua_State *L, const l_conn_t *box, int opcode) {
+static void push_kind(l_ctx_t *ctx, lua_State *L, const l_conn_t *box,
+                      int opcode) {
   if (box->raw) lua_pushnil(L);
-  else if (opcode == WS_OP_BINARY) lua_pushliteral(L, "binary");
-  else lua_pushliteral(L, "text");
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->kind_ref[opcode == WS_OP_BINARY]);
 }
 
 /* Reports an error that ended coroutine `co` (its message on top of co). */
@@ -319,35 +329,36 @@ static void report_co_error(l_ctx_t *ctx, lua_State *L, lua_State *co) {
 static void resume_co(l_ctx_t *ctx, lua_State *L, lua_State *co, int nargs) {
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
-  if (st == LUA_YIELD) lua_pop(co, nres);
+  if (st == LUA_YIELD) {
+    if (nres) lua_pop(co, nres);
+  }
   else if (st != LUA_OK) report_co_error(ctx, L, co);
 }
 
 /* Hands the values on top of L (n of them) to the coroutine waiting in
  * receive on the connection at `ud`; returns 0 (popping them) if none
  * waits. */
-static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int ud,
-                       int n) {
+static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int n) {
   lua_State *co = box->waiter;
   if (!co) {
     lua_pop(L, n);
     return 0;
   }
-  box->waiter = NULL;
-  lua_getiuservalue(L, ud, UV_WAITER); /* keeps co alive while it runs */
-  lua_insert(L, -n - 1);
-  lua_pushnil(L);
-  lua_setiuservalue(L, ud, UV_WAITER);
+  box->waiter = NULL; /* UV_WAITER still keeps co alive while it runs */
   lua_xmove(L, co, n);
   resume_co(ctx, L, co, n);
-  lua_pop(L, 1);
   return 1;
 }
 
-/* Event handlers run on pooled threads whose body is evt_body: stack 1
- * handler, 2 obj, 3 userdata, 4 a, 5 b, 6 mode (EVT_*), 7 message handler.
- * For a message (or on_open) the messages queued while it ran follow, in
- * order, then the connection is no longer busy. */
+/* Event handlers run on threads whose body is evt_body (upvalue: the
+ * ctx): stack 1 userdata, 2 handler, 3 obj, 4 a, 5 b, 6 mode (EVT_*), 7
+ * message handler.  For a message (or on_open) the messages queued while
+ * it ran follow, in order, then the connection is no longer busy.  Then
+ * the thread parks itself (yields at evt_idle, stack emptied) as the
+ * loop's ready thread, and the next event resumes it with a new 1..6: one
+ * resume per message, no thread created.  A handler that waits keeps its
+ * thread; the next event gets a new one, and the waiting one becomes
+ * ready (or ends) when its handler returns. */
 enum { EVT_MESSAGE = 0, EVT_OTHER = 1 };
 
 static int evt_msgh(lua_State *L) {
@@ -360,88 +371,123 @@ static int evt_msgh(lua_State *L) {
   return 1;
 }
 
+#define EVT_CTX(L) ((l_ctx_t *)lua_touserdata(L, lua_upvalueindex(1)))
+
 /* After one handler call: reports its error, then loads the next queued
  * message into 4, 5; returns 0 when there is none. */
 static int evt_after(lua_State *L, int st) {
   if (st != LUA_OK && st != LUA_YIELD) {
-    l_ctx_t *ctx = get_ctx(L);
+    l_ctx_t *ctx = EVT_CTX(L);
     if (ctx->evt_error_ref != LUA_NOREF) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->evt_error_ref);
-      lua_pushvalue(L, 2);
+      lua_pushvalue(L, 3);
       lua_pushvalue(L, -3);
       if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
     }
+    lua_settop(L, 7);
   }
-  lua_settop(L, 7);
-  l_conn_t *box = lua_touserdata(L, 3);
+  l_conn_t *box = lua_touserdata(L, 1);
   if (lua_tointeger(L, 6) != EVT_MESSAGE) return 0;
   if (box->qh > box->qt || !box->evt) {
     box->busy = 0;
     return 0;
   }
-  queue_pop(L, box, 3);
+  queue_pop(L, box, 1);
   lua_replace(L, 5);
   lua_replace(L, 4);
-  lua_getiuservalue(L, 3, UV_EVT);
-  lua_replace(L, 1);
+  lua_getiuservalue(L, 1, UV_EVT);
+  lua_replace(L, 2);
   return 1;
 }
 
 static int evt_k(lua_State *L, int st, lua_KContext k);
+static int evt_resumed(lua_State *L, int st, lua_KContext k);
+
+/* Parks the thread as the ready one, or ends it. */
+static int evt_idle(lua_State *L) {
+  l_ctx_t *ctx = EVT_CTX(L);
+  if (ctx->starting == L) {
+    ctx->idle = L; /* evt_run makes it the ready thread */
+  } else if (!ctx->ready) {
+    /* Resumed by Lua after a wait: park here, for the next event. */
+    ctx->ready = L;
+    lua_pushthread(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ctx->ready_ref);
+    ctx->ready_anchored = L;
+  } else {
+    return 0;
+  }
+  lua_settop(L, 0);
+  return lua_yieldk(L, 0, 0, evt_resumed);
+}
 
 static int evt_loop(lua_State *L) {
   do {
-    lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
     lua_pushvalue(L, 5);
   } while (evt_after(L, lua_pcallk(L, 3, 0, 7, 0, evt_k)));
-  return 0;
+  return evt_idle(L);
 }
 
 static int evt_k(lua_State *L, int st, lua_KContext k) {
   (void)k;
-  if (!evt_after(L, st)) return 0;
+  if (!evt_after(L, st)) return evt_idle(L);
   return evt_loop(L);
 }
 
-static int evt_body(lua_State *L) {
-  lua_settop(L, 6);
+/* Resumed with a new 1..6. */
+static int evt_resumed(lua_State *L, int st, lua_KContext k) {
+  (void)st;
+  (void)k;
   lua_pushcfunction(L, evt_msgh);
   return evt_loop(L);
 }
 
-/* Runs handler(obj, a, b) on a pooled thread.  L holds handler, obj, ud,
- * a, b on top (popped). */
-static void evt_start(l_ctx_t *ctx, lua_State *L, int mode) {
-  lua_State *co;
-  if (ctx->pool_n > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pool_ref);
-    lua_rawgeti(L, -1, ctx->pool_n);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, ctx->pool_n--);
-    lua_remove(L, -2);
-    co = lua_tothread(L, -1);
-  } else {
+static int evt_body(lua_State *L) {
+  return evt_resumed(L, LUA_OK, 0);
+}
+
+/* The thread for the next event handler call: the ready one, or a new one
+ * (then *fresh is set and L keeps it alive until evt_run).  The caller
+ * pushes userdata, handler, obj, a, b, mode on it and calls evt_run. */
+static lua_State *evt_thread(l_ctx_t *ctx, lua_State *L, int *fresh) {
+  lua_State *co = ctx->ready;
+  *fresh = !co;
+  if (!co) {
     co = lua_newthread(L);
+    lua_pushlightuserdata(co, ctx);
+    lua_pushcclosure(co, evt_body, 1);
   }
-  lua_insert(L, -6); /* the thread stays on L while it runs */
-  lua_pushcfunction(co, evt_body);
-  lua_xmove(L, co, 5);
-  lua_pushinteger(co, mode);
+  ctx->ready = NULL; /* (ready_ref keeps it alive meanwhile) */
+  return co;
+}
+
+static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh) {
+  lua_State *prev = ctx->starting;
+  ctx->starting = co;
+  ctx->idle = NULL;
   int nres = 0;
   int st = lua_resume(co, L, 6, &nres);
-  if (st == LUA_OK && ctx->pool_n < POOL_MAX) {
-    lua_settop(co, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->pool_ref);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, ++ctx->pool_n);
-    lua_pop(L, 1);
-    return;
+  ctx->starting = prev;
+  if (st == LUA_YIELD && ctx->idle == co) {
+    ctx->idle = NULL;
+    if (!ctx->ready) {
+      ctx->ready = co;
+      if (ctx->ready_anchored != co) {
+        lua_pushthread(co);
+        lua_xmove(co, L, 1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ctx->ready_ref);
+        ctx->ready_anchored = co;
+      }
+    }
+  } else if (st == LUA_YIELD) {
+    if (nres) lua_pop(co, nres); /* its handler waits: the wait holds it */
+  } else if (st != LUA_OK) {
+    report_co_error(ctx, L, co);
   }
-  if (st == LUA_YIELD) lua_pop(co, nres);
-  else if (st != LUA_OK) report_co_error(ctx, L, co);
-  lua_pop(L, 1);
+  if (fresh) lua_pop(L, 1);
 }
 
 static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
@@ -450,31 +496,34 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   l_ctx_t *ctx = c->loop->data;
   lua_State *L = ctx->L;
   if (!box || !L || ctx->dispatch_ref == LUA_NOREF) return;
+  if (box->waiter && box->qh > box->qt && (!box->evt || box->busy)) {
+    /* The hot path: straight to the coroutine waiting in receive. */
+    lua_State *co = box->waiter;
+    box->waiter = NULL;
+    lua_pushlstring(co, (const char *)data, len);
+    push_kind(ctx, co, box, opcode);
+    resume_co(ctx, L, co, 2);
+    return;
+  }
+  if (box->evt && !box->busy) {
+    box->busy = 1;
+    int fresh;
+    lua_State *co = evt_thread(ctx, L, &fresh);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, box->ref);
+    lua_getiuservalue(co, -1, UV_EVT);
+    lua_getiuservalue(co, -2, UV_OBJ);
+    lua_pushlstring(co, (const char *)data, len);
+    push_kind(ctx, co, box, opcode);
+    lua_pushinteger(co, EVT_MESSAGE);
+    evt_run(ctx, L, co, fresh);
+    return;
+  }
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
   int ud = top + 1;
-  if (box->evt && !box->busy) {
-    box->busy = 1;
-    lua_getiuservalue(L, ud, UV_EVT);
-    lua_getiuservalue(L, ud, UV_OBJ);
-    lua_pushvalue(L, ud);
-    lua_pushlstring(L, (const char *)data, len);
-    push_kind(L, box, opcode);
-    evt_start(ctx, L, EVT_MESSAGE);
-  } else if (box->waiter && box->qh > box->qt) {
-    lua_State *co = box->waiter;
-    box->waiter = NULL;
-    lua_getiuservalue(L, ud, UV_WAITER);
-    lua_pushnil(L);
-    lua_setiuservalue(L, ud, UV_WAITER);
-    lua_pushlstring(co, (const char *)data, len);
-    push_kind(co, box, opcode);
-    resume_co(ctx, L, co, 2);
-  } else {
-    lua_pushlstring(L, (const char *)data, len);
-    push_kind(L, box, opcode);
-    queue_push(L, box, ud);
-  }
+  lua_pushlstring(L, (const char *)data, len);
+  push_kind(ctx, L, box, opcode);
+  queue_push(L, box, ud);
   lua_settop(L, top);
 }
 
@@ -1109,7 +1158,7 @@ static int l_conn_bind(lua_State *L) {
 static int l_conn_wake(lua_State *L) {
   l_conn_t *box = check_conn(L);
   int n = lua_gettop(L) - 1;
-  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, 1, n));
+  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, n));
   return 1;
 }
 
@@ -1121,7 +1170,7 @@ static int l_conn_wake_if(lua_State *L) {
     return 1;
   }
   int n = lua_gettop(L) - 2;
-  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, 1, n));
+  lua_pushboolean(L, wake_waiter(get_ctx(L), L, box, n));
   return 1;
 }
 
@@ -1133,10 +1182,14 @@ static int l_conn_run_event(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int open = lua_toboolean(L, 6);
   lua_settop(L, 5);
-  lua_pushvalue(L, 1);
-  lua_insert(L, 4); /* fn, obj, ud, a, b */
+  lua_pushinteger(L, open ? EVT_MESSAGE : EVT_OTHER);
   if (open) box->busy = 1;
-  evt_start(get_ctx(L), L, open ? EVT_MESSAGE : EVT_OTHER);
+  l_ctx_t *ctx = get_ctx(L);
+  int fresh;
+  lua_State *co = evt_thread(ctx, L, &fresh);
+  if (fresh) lua_insert(L, 1);
+  lua_xmove(L, co, 6); /* ud, fn, obj, a, b, mode */
+  evt_run(ctx, L, co, fresh);
   return 0;
 }
 
@@ -1170,13 +1223,24 @@ static l_conn_t *ws_conn(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
   lua_rawget(L, 1);
   l_conn_t *box = lua_touserdata(L, -1);
-  if (box && lua_getmetatable(L, -1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(WU_CONN_MT));
-    lua_pop(L, 1);
-    if (same) return box;
-  }
+  /* A full userdata of our size with our mark: cheaper than comparing
+   * metatables, and as safe (no other userdata can pass by accident). */
+  if (box && lua_rawlen(L, -1) == sizeof *box && box->magic == CONN_MAGIC)
+    return box;
   luaL_error(L, "uvws: not a websocket");
   return NULL;
+}
+
+/* Makes L the coroutine waiting in receive on box (its userdata on top,
+ * popped). */
+static void set_waiter(lua_State *L, l_conn_t *box) {
+  box->waiter = L;
+  if (box->anchored != L) {
+    lua_pushthread(L);
+    lua_setiuservalue(L, -2, UV_WAITER);
+    box->anchored = L;
+  }
+  lua_pop(L, 1);
 }
 
 static int raise_at_caller(lua_State *L, const char *msg) {
@@ -1195,8 +1259,7 @@ static int ws_send_k(lua_State *L, int st, lua_KContext k) {
  * rest (errors, backpressure, options) in Lua's send_slow. */
 static int l_ws_send(lua_State *L) {
   int n = lua_gettop(L);
-  l_conn_t *box = ws_conn(L);
-  lua_pop(L, 1);
+  l_conn_t *box = ws_conn(L); /* its userdata at n + 1 */
   if (box->c && !box->bp && n <= 3 && lua_type(L, 2) == LUA_TSTRING) {
     int op;
     if (n < 3 || lua_rawequal(L, 3, lua_upvalueindex(WU_TEXT)) ||
@@ -1216,6 +1279,7 @@ static int l_ws_send(lua_State *L) {
     return 1;
   }
 slow:
+  lua_settop(L, n);
   lua_pushvalue(L, lua_upvalueindex(WU_SEND_SLOW));
   lua_insert(L, 1);
   lua_callk(L, n, LUA_MULTRET, 0, ws_send_k);
@@ -1238,11 +1302,8 @@ static int ws_receive_k(lua_State *L, int st, lua_KContext k) {
 /* receive(ws [, timeout]) -> data, kind | nil, message, name */
 static int l_ws_receive(lua_State *L) {
   lua_settop(L, 2);
-  l_conn_t *box = ws_conn(L);
-  lua_pop(L, 1);
+  l_conn_t *box = ws_conn(L); /* its userdata at 3 */
   if (box->qh <= box->qt) {
-    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
-    lua_rawget(L, 1);
     queue_pop(L, box, 3);
     return 2;
   }
@@ -1255,10 +1316,9 @@ static int l_ws_receive(lua_State *L) {
   if (box->waiter)
     return raise_at_caller(
         L, "uvws: two coroutines are receiving on the same connection");
-  if (!lua_isyieldable(L) || lua_pushthread(L))
+  if (!lua_isyieldable(L)) /* the main thread never is */
     return raise_at_caller(L, "uvws: receive must be called inside a "
                               "coroutine (start one with uvws.spawn)");
-  lua_pop(L, 1);
   int base = 2;
   if (!lua_isnil(L, 2)) {
     lua_Number t = lua_tonumber(L, 2);
@@ -1266,36 +1326,29 @@ static int l_ws_receive(lua_State *L) {
       return raise_at_caller(
           L, "uvws: timeout must be a non-negative number of seconds");
     lua_pushvalue(L, lua_upvalueindex(WU_ARM));
-    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
-    lua_rawget(L, 1);
+    lua_pushvalue(L, 3);
     lua_pushthread(L);
     lua_pushvalue(L, 2);
     lua_call(L, 3, 1);
+    lua_insert(L, 3); /* the entry below the userdata */
     base = 3;
   }
-  box->waiter = L;
-  lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
-  lua_rawget(L, 1);
-  lua_pushthread(L);
-  lua_setiuservalue(L, -2, UV_WAITER);
-  lua_pop(L, 1);
+  set_waiter(L, box);
   return lua_yieldk(L, 0, base, ws_receive_k);
 }
 
 /* The each() iterator: next(ws) -> data, kind, or nil at the end. */
 static int ws_next_k(lua_State *L, int st, lua_KContext k) {
-  int n = ws_receive_k(L, st, k);
+  (void)st;
+  int n = lua_gettop(L) - (int)k;
   if (lua_isnil(L, -n)) return 0;
   return n;
 }
 
 static int l_ws_next(lua_State *L) {
   lua_settop(L, 1);
-  l_conn_t *box = ws_conn(L);
-  lua_pop(L, 1);
+  l_conn_t *box = ws_conn(L); /* its userdata at 2 */
   if (box->qh <= box->qt) {
-    lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
-    lua_rawget(L, 1);
     queue_pop(L, box, 2);
     return 2;
   }
@@ -1303,18 +1356,11 @@ static int l_ws_next(lua_State *L) {
   if (box->waiter)
     return raise_at_caller(
         L, "uvws: two coroutines are receiving on the same connection");
-  if (!lua_isyieldable(L) || lua_pushthread(L))
+  if (!lua_isyieldable(L))
     return raise_at_caller(L, "uvws: receive must be called inside a "
                               "coroutine (start one with uvws.spawn)");
-  lua_pop(L, 1);
-  lua_pushnil(L); /* no timeout: the stack is ws, nil as in receive */
-  box->waiter = L;
-  lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
-  lua_rawget(L, 1);
-  lua_pushthread(L);
-  lua_setiuservalue(L, -2, UV_WAITER);
-  lua_pop(L, 1);
-  return lua_yieldk(L, 0, 2, ws_next_k);
+  set_waiter(L, box);
+  return lua_yieldk(L, 0, 1, ws_next_k);
 }
 
 /* ws_methods{send_slow=, closed_error=, arm_timeout=, cancel_timer=}
@@ -1705,8 +1751,12 @@ int luaopen_uvws_core(lua_State *L) {
     ctx->dispatch_ref = LUA_NOREF;
     ctx->report_ref = LUA_NOREF;
     ctx->evt_error_ref = LUA_NOREF;
-    lua_newtable(L);
-    ctx->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0);
+    ctx->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "text");
+    ctx->kind_ref[0] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "binary");
+    ctx->kind_ref[1] = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_newtable(L);
     lua_pushcfunction(L, l_ctx_gc);

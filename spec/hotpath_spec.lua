@@ -1,0 +1,209 @@
+-- The message hot path in C (lua_core.c): receive/each/send as C functions,
+-- messages resuming the waiting coroutine straight from C, and event-style
+-- handlers on a parked thread.  In-process, with the uvws client.
+local uvws = require "uvws"
+
+-- Runs fn(srv, url) in a coroutine against a server built from opts; a
+-- watchdog bounds the whole test.
+local function with_server(opts, fn)
+  opts.host, opts.port = "127.0.0.1", 0
+  local srv = assert(uvws.listen(opts))
+  local done, err = false, nil
+  uvws.spawn(function()
+    local ok, e = pcall(fn, srv, "ws://127.0.0.1:" .. srv.port .. "/")
+    if not ok then err = e end
+    done = true
+    srv:close()
+  end)
+  local deadline = uvws.now() + 10
+  while not done and uvws.now() < deadline do uvws.step(50) end
+  if not done then srv:close() end
+  for _ = 1, 20 do uvws.step(10) end
+  assert(done, "the test did not finish within 10 s")
+  if err then error(err, 0) end
+end
+
+local function echo_handler(ws)
+  for data, kind in ws:each() do ws:send(data, kind) end
+end
+
+describe("hot path", function()
+  it("a receive with a timeout that gets a message leaves no timer behind", function()
+    with_server({ handler = echo_handler }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      -- Each receive arms a 0.15 s timer and gets its message first; a
+      -- timer left armed would wake a later receive early with "timeout".
+      for i = 1, 20 do
+        assert(ws:send("m" .. i))
+        assert.same({ "m" .. i, "text" }, { ws:receive(0.15) })
+      end
+      local t0 = uvws.now()
+      local data, err, name = ws:receive(0.2)
+      assert.is_nil(data)
+      assert.same({ "timeout", "timeout" }, { err, name })
+      assert.is_true(uvws.now() - t0 >= 0.19, "timed out early")
+      -- The connection still works after a timeout.
+      assert(ws:send("after"))
+      assert.same({ "after", "text" }, { ws:receive(2) })
+      ws:close()
+    end)
+  end)
+
+  it("each(timeout) ends on the timeout; each() ends on the close", function()
+    with_server({ handler = function(ws)
+      for data in ws:each() do
+        if data == "bye" then ws:close(4001, "asked") else ws:send(data) end
+      end
+    end }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      ws:send("x")
+      local got = {}
+      for data in ws:each(0.3) do got[#got + 1] = data end
+      assert.same({ "x" }, got)
+      ws:send("y")
+      ws:send("bye")
+      got = {}
+      for data in ws:each() do got[#got + 1] = data end
+      assert.same({ "y" }, got)
+      assert.equal(4001, ws.close_code)
+      local data, _, name = ws:receive()
+      assert.is_nil(data)
+      assert.equal("closed", name)
+    end)
+  end)
+
+  it("rejects a second receiver and a receive outside a coroutine", function()
+    with_server({ handler = echo_handler }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      local first = uvws.spawn(function() ws:receive(1) end)
+      assert.equal("suspended", coroutine.status(first))
+      local ok, err = pcall(ws.receive, ws)
+      assert.is_false(ok)
+      assert.matches("two coroutines are receiving", err)
+      ok, err = pcall(function() for _ in ws:each() do end end)
+      assert.is_false(ok)
+      assert.matches("two coroutines are receiving", err)
+      ws:send("for the first")
+      uvws.sleep(0.2)
+      assert.equal("dead", coroutine.status(first))
+      ok, err = pcall(ws.receive, ws, -1)
+      assert.is_false(ok)
+      assert.matches("timeout must be a non%-negative number", err)
+      -- Where the coroutine cannot yield (inside a C call), receive says so.
+      ok, err = pcall(table.sort, { 2, 1 }, function() ws:receive() return true end)
+      assert.is_false(ok)
+      assert.matches("receive must be called inside a coroutine", err)
+      ws:close()
+    end)
+  end)
+
+  it("send checks its arguments in C and in Lua alike", function()
+    with_server({ handler = echo_handler }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      assert.has_error(function() ws:send("x", "bogus") end,
+        "uvws: message kind must be 'text' or 'binary', got bogus")
+      assert.has_error(function() ws:send({}) end, "uvws: send expects a string, got table")
+      local ok, err = pcall(ws.send, ws, "\255")
+      assert.is_false(ok)
+      assert.matches("not valid UTF%-8", err)
+      assert.is_true(ws:send("\255", "binary"))
+      assert.same({ "\255", "binary" }, { ws:receive(2) })
+      -- The options table goes the Lua way and still sends.
+      assert.is_true(ws:send("opts", "text", { compress = false, timeout = 1 }))
+      assert.same({ "opts", "text" }, { ws:receive(2) })
+      ws:close()
+      local sent, _, name = ws:send("late")
+      assert.is_nil(sent)
+      assert.equal("closed", name)
+    end)
+  end)
+
+  it("reports an error raised in a plain coroutine resumed from C and keeps serving", function()
+    local reported
+    local old = uvws.on_error
+    with_server({ handler = echo_handler }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      local sched = require "uvws.sched"
+      local prev = sched.on_error
+      sched.on_error = function(msg) reported = msg end
+      -- A coroutine of the user's own, not uvws.spawn: nothing protects it.
+      local co = coroutine.create(function()
+        local data = ws:receive()
+        error("bad message " .. data)
+      end)
+      assert(coroutine.resume(co))
+      ws:send("zz")
+      uvws.sleep(0.2)
+      sched.on_error = prev
+      assert.equal("dead", coroutine.status(co))
+      assert.matches("bad message zz", reported)
+      assert.matches("stack traceback", reported)
+      -- The connection still delivers to the next receiver.
+      ws:send("again")
+      assert.same({ "again", "text" }, { ws:receive(2) })
+      ws:close()
+    end)
+    assert.equal(old, uvws.on_error)
+  end)
+
+  it("event-style: reuses one parked thread while calls do not wait", function()
+    local threads = {}
+    with_server({ on_message = function(ws, data)
+      threads[#threads + 1] = coroutine.running()
+      ws:send(data)
+    end }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      for i = 1, 5 do
+        ws:send("m" .. i)
+        assert.same({ "m" .. i, "text" }, { ws:receive(2) })
+      end
+      ws:close()
+    end)
+    assert.equal(5, #threads)
+    for i = 2, 5 do assert.equal(threads[1], threads[i]) end
+    local _, main = coroutine.running()
+    assert.is_false(threads[1] == coroutine.running() and main)
+  end)
+
+  it("event-style: a call that waits gets its own thread; later messages wait their turn", function()
+    local order, threads = {}, {}
+    with_server({ on_message = function(ws, data)
+      threads[data] = coroutine.running()
+      if data == "slow" then uvws.sleep(0.2) end
+      order[#order + 1] = data
+      ws:send(data)
+    end }, function(_, url)
+      local a = assert(uvws.connect(url))
+      local b = assert(uvws.connect(url))
+      a:send("slow")
+      a:send("a2")
+      uvws.sleep(0.05)   -- "slow" is waiting in its call now
+      b:send("b1")       -- another connection is not held up
+      assert.same({ "b1", "text" }, { b:receive(2) })
+      assert.same({ "slow", "text" }, { a:receive(2) })
+      assert.same({ "a2", "text" }, { a:receive(2) })
+      a:close()
+      b:close()
+    end)
+    assert.same({ "b1", "slow", "a2" }, order)
+    assert.is_not.equal(threads.slow, threads.b1)
+  end)
+
+  it("event-style: max_queue pauses reading while a call waits, and nothing is lost", function()
+    local got = {}
+    with_server({ max_queue = 4, on_message = function(ws, data)
+      if data == "1" then uvws.sleep(0.3) end
+      got[#got + 1] = data
+      ws:send(data)
+    end }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      for i = 1, 50 do ws:send(tostring(i)) end
+      for i = 1, 50 do
+        assert.same({ tostring(i), "text" }, { ws:receive(3) })
+      end
+      ws:close()
+    end)
+    assert.equal(50, #got)
+    for i = 1, 50 do assert.equal(tostring(i), got[i]) end
+  end)
+end)
