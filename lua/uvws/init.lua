@@ -394,6 +394,8 @@ local function ws_on_pong(ws, data)
   end
 end
 
+local server_ws_closed   -- with the server code below
+
 local function ws_on_closed(ws, code, reason, errname)
   ws.closed = true
   local connecting = ws._connecting
@@ -416,6 +418,7 @@ local function ws_on_closed(ws, code, reason, errname)
   local drains = ws._drain_waiters
   ws._drain_waiters = nil
   for i = 1, drains and #drains or 0 do sched.wake(drains[i], closed_error(ws)) end
+  if ws.server then server_ws_closed(ws) end
   if ws._on_closed then ws._on_closed(ws) end
 end
 
@@ -623,7 +626,7 @@ local function reject_upgrade(conn, status, body, headers)
 end
 
 -- Called when a server-side websocket closes (shared by all of them).
-local function server_ws_closed(w)
+function server_ws_closed(w)
   local srv = w.server
   srv._conns[w] = nil
   if srv.on_close and srv.on_message then
@@ -639,6 +642,22 @@ local function server_ws_closed(w)
   end
 end
 
+local function traceback_err(e)
+  return { err = e, trace = debug.traceback(tostring(e), 2) }
+end
+
+-- The body of a connection's coroutine (one shared function: no closure
+-- per connection).
+local function handler_main(srv, ws)
+  local hok, herr = xpcall(srv.handler, traceback_err, ws)
+  if not hok then
+    pcall(srv.on_error, herr.err, herr.trace)
+    if not ws.closed then ws._c:close(1011, "internal error") end
+  elseif not ws.closed then
+    ws:close(1000)
+  end
+end
+
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
@@ -646,86 +665,79 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local on, _, zbits = conn:deflate()
   ws.deflate = on
   if zbits > 0 then ws._zbits = zbits end
+  -- The handshake is over: the header tables are built again if used.
+  request.compact(req)
   ws.request = req
   ws.protocol = protocol
   ws.data = data
   ws.server = srv
   srv._conns[ws] = true
-  ws._on_closed = server_ws_closed
-  if srv.on_message then
-    if srv.on_open then conn:run_event(srv.on_open, ws, nil, nil, true) end
-  elseif srv.handler then
-    sched.spawn(function()
-      local hok, herr = xpcall(srv.handler, function(e)
-        return { err = e, trace = debug.traceback(tostring(e), 2) }
-      end, ws)
-      if not hok then
-        pcall(srv.on_error, herr.err, herr.trace)
-        if not ws.closed then ws._c:close(1011, "internal error") end
-      elseif not ws.closed then
-        ws:close(1000)
-      end
-    end)
+  if srv.on_message and srv.on_open then
+    conn:run_event(srv.on_open, ws, nil, nil, true)
   end
   return ws
 end
 
--- Runs on_upgrade and answers the upgrade.
+-- Runs on_upgrade and answers the upgrade; then the handler runs in the
+-- same coroutine (a tail call: the upgrade's frame is gone).
+local function upgrade_main(srv, conn, req)
+  local result
+  if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
+    return reject_upgrade(conn, 403, "origin not allowed\n")
+  end
+  if srv.on_upgrade then
+    local ok, r = xpcall(srv.on_upgrade, traceback_err, req)
+    if not ok then
+      pcall(srv.on_error, r.err, r.trace)
+      return reject_upgrade(conn, 500, "internal server error\n")
+    end
+    result = r
+  end
+  if not conn:is_open() then return end
+  if type(result) == "table" and result[REJECT] then
+    return reject_upgrade(conn, result.status, result.body, result.headers)
+  end
+  if result ~= nil and type(result) ~= "table" then
+    pcall(srv.on_error, "on_upgrade returned a " .. type(result) ..
+      " (expected nothing, a table or uvws.reject(...))")
+    return reject_upgrade(conn, 500, "internal server error\n")
+  end
+  result = result or {}
+  local protocol = result.protocol
+  local offered = (protocol ~= nil or srv.protocols) and req.protocols
+  if protocol == nil and srv.protocols then
+    for _, want in ipairs(offered) do
+      for _, have in ipairs(srv.protocols) do
+        if want == have and protocol == nil then protocol = want end
+      end
+    end
+  end
+  if protocol ~= nil then
+    local found = false
+    for _, p in ipairs(offered) do if p == protocol then found = true end end
+    if not found then
+      pcall(srv.on_error, string.format(
+        "on_upgrade selected the subprotocol %q, which the client did not offer",
+        tostring(protocol)))
+      return reject_upgrade(conn, 500, "internal server error\n")
+    end
+  end
+  local okh, extra = pcall(header_lines, result.headers, "uvws: on_upgrade headers",
+    { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
+      ["upgrade"] = true, ["connection"] = true })
+  if not okh then
+    pcall(srv.on_error, extra)
+    return reject_upgrade(conn, 500, "internal server error\n")
+  end
+  local ws = start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil,
+    result.data, result.deflate ~= false)
+  if ws and srv.handler and not srv.on_message then return handler_main(srv, ws) end
+end
+
 local function run_upgrade(srv, conn, req)
-  sched.spawn(function()
-    local result
-    if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
-      return reject_upgrade(conn, 403, "origin not allowed\n")
-    end
-    if srv.on_upgrade then
-      local ok, r = xpcall(srv.on_upgrade, function(e)
-        return { err = e, trace = debug.traceback(tostring(e), 2) }
-      end, req)
-      if not ok then
-        pcall(srv.on_error, r.err, r.trace)
-        return reject_upgrade(conn, 500, "internal server error\n")
-      end
-      result = r
-    end
-    if not conn:is_open() then return end
-    if type(result) == "table" and result[REJECT] then
-      return reject_upgrade(conn, result.status, result.body, result.headers)
-    end
-    if result ~= nil and type(result) ~= "table" then
-      pcall(srv.on_error, "on_upgrade returned a " .. type(result) ..
-        " (expected nothing, a table or uvws.reject(...))")
-      return reject_upgrade(conn, 500, "internal server error\n")
-    end
-    result = result or {}
-    local protocol = result.protocol
-    local offered = (protocol ~= nil or srv.protocols) and req.protocols
-    if protocol == nil and srv.protocols then
-      for _, want in ipairs(offered) do
-        for _, have in ipairs(srv.protocols) do
-          if want == have and protocol == nil then protocol = want end
-        end
-      end
-    end
-    if protocol ~= nil then
-      local found = false
-      for _, p in ipairs(offered) do if p == protocol then found = true end end
-      if not found then
-        pcall(srv.on_error, string.format(
-          "on_upgrade selected the subprotocol %q, which the client did not offer",
-          tostring(protocol)))
-        return reject_upgrade(conn, 500, "internal server error\n")
-      end
-    end
-    local okh, extra = pcall(header_lines, result.headers, "uvws: on_upgrade headers",
-      { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
-        ["upgrade"] = true, ["connection"] = true })
-    if not okh then
-      pcall(srv.on_error, extra)
-      return reject_upgrade(conn, 500, "internal server error\n")
-    end
-    start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil, result.data,
-      result.deflate ~= false)
-  end)
+  local co = coroutine.create(upgrade_main)
+  local ok, err = coroutine.resume(co, srv, conn, req)
+  if not ok then sched.on_error(debug.traceback(co, tostring(err))) end
 end
 
 local function on_request(conn, method, target, minor, headers, body, upgrade, srv)

@@ -144,6 +144,17 @@ lazy.query_string = function(req)
 end
 lazy.version = function(req) return "1." .. req._minor end
 
+-- What build_headers and the lazy fields derive from the head.
+local DERIVED = { "headers", "header_list", "_hv", "protocols", "extensions",
+  "cookies", "query", "query_all" }
+
+--- Drops the tables derived from the head (they are built again on first
+-- use): a websocket keeps its request for its whole life, and these are
+-- most of an idle connection's memory.
+function M.compact(req)
+  for i = 1, #DERIVED do rawset(req, DERIVED[i], nil) end
+end
+
 function M.new(method, target, minor, flat, body, conn)
   local req = setmetatable({
     method = method,
