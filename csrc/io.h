@@ -2,7 +2,7 @@
  * io: the libuv transport under the protocol core.
  *
  * An io_loop_t is one libuv loop with what every connection on it shares:
- * one 64 KiB read buffer, a list of connections with bytes to flush, and
+ * one 256 KiB read buffer, a list of connections with bytes to flush, and
  * the prepare/check handles that flush them once per loop turn.  An
  * io_server_t listens and accepts; each accepted io_conn_t reads its HTTP
  * request head, hands it up, and after the upgrade feeds bytes to its
@@ -26,7 +26,7 @@
 #include "ws_http.h"
 #include "io_tls.h"
 
-#define IO_READ_BUF_SIZE 65536
+#define IO_READ_BUF_SIZE (256 * 1024)
 
 typedef struct io_loop io_loop_t;
 typedef struct io_server io_server_t;

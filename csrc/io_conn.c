@@ -12,6 +12,7 @@
  * before the 101, a pipelined request) is handled at the next flush, from
  * the loop.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,11 @@
  * serves the next message.) */
 #define KEEP_BUF_CAP 0
 #define LINGER_MS 2000
+/* Messages from this size on are written straight from the caller's
+ * bytes when nothing is queued before them (send_direct).  Smaller ones
+ * are copied into `out` and go out with the rest of the loop turn's
+ * frames, in one write. */
+#define DIRECT_SEND_MIN 16384
 
 /* The loop's clock, refreshed: these functions are also called from Lua
  * code running outside the loop, where the cached time may be old. */
@@ -412,6 +418,14 @@ void io_conn_http_done(io_conn_t *c, int keepalive) {
 
 /* ---- WebSocket ------------------------------------------------------------ */
 
+/* Starts the close timeout, unless an earlier deadline runs already. */
+static void close_deadline(io_conn_t *c) {
+  uint64_t t = c->lim->close_timeout;
+  if (!t || c->deadline_close) return;
+  c->deadline_close = now_ms(c) + t;
+  arm_timer(c);
+}
+
 void io__on_ws_event(void *ud, const ws_event_t *ev) {
   io_conn_t *c = ud;
   io_loop_t *loop = c->loop;
@@ -432,18 +446,17 @@ void io__on_ws_event(void *ud, const ws_event_t *ev) {
   case WS_EV_CLOSE:
     set_close_info(c, ev->code, (const char *)ev->data, ev->len);
     io__conn_mark_dirty(c);
-    if (c->ws.role == WS_ROLE_SERVER) {
-      c->close_after_flush = 1;
-    } else if (c->lim->close_timeout) {
-      /* A client waits for the server to close the TCP connection. */
-      c->deadline_close = now_ms(c) + c->lim->close_timeout;
-      arm_timer(c);
-    }
+    /* A client waits for the server to close the TCP connection; a server
+     * closes it once `out` is flushed.  Either way the close timeout
+     * bounds the wait, also for a peer that stops reading. */
+    if (c->ws.role == WS_ROLE_SERVER) c->close_after_flush = 1;
+    close_deadline(c);
     break;
   case WS_EV_FAIL:
     set_close_info(c, ev->code, ev->reason, strlen(ev->reason));
     c->close_after_flush = 1;
     io__conn_mark_dirty(c);
+    close_deadline(c);
     break;
   default:
     break;
@@ -514,9 +527,47 @@ int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
   return io_conn_send_ex(c, opcode, data, len, 0);
 }
 
+/* Sends a large message without copying it: header and payload go to the
+ * kernel at once, and only what it does not take is queued.  Returns a
+ * WS_CONN_* code. */
+static int send_direct(io_conn_t *c, const uint8_t *hdr, size_t hl,
+                       const void *data, size_t len) {
+  uv_buf_t b[2];
+  b[0] = uv_buf_init((char *)hdr, (unsigned)hl);
+  b[1] = uv_buf_init((char *)data, (unsigned)len);
+  int r = uv_try_write((uv_stream_t *)&c->tcp, b, 2);
+  if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+    /* The connection is broken (writing again could raise SIGPIPE).  The
+     * layer above hears of it from on_closed, from the loop. */
+    io_conn_abort(c, 1006, uv_strerror(r));
+    return WS_CONN_ECLOSED;
+  }
+  size_t done = r > 0 ? (size_t)r : 0;
+  if (done == hl + len) return WS_CONN_OK;
+  if ((done < hl && ws_buf_append(&c->ws.out, hdr + done, hl - done, 0)) ||
+      ws_buf_append(&c->ws.out,
+                    (const uint8_t *)data + (done > hl ? done - hl : 0),
+                    len - (done > hl ? done - hl : 0), 0)) {
+    if (done) {
+      /* Part of the frame is on the wire: the stream cannot go on. */
+      io_conn_abort(c, 1006, "out of memory");
+    }
+    return WS_CONN_ENOMEM;
+  }
+  io__conn_mark_dirty(c);
+  return WS_CONN_OK;
+}
+
 int io_conn_send_ex(io_conn_t *c, int opcode, const void *data, size_t len,
                     int flags) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
+  if (len >= DIRECT_SEND_MIN && len <= UINT_MAX - WS_MAX_HEADER && data &&
+      !c->tls && !c->writing && !WS_BUF_SIZE(&c->ws.out) &&
+      !WS_BUF_SIZE(&c->wbuf)) {
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hl = ws_conn_direct_header(&c->ws, opcode, len, flags, hdr);
+    if (hl) return send_direct(c, hdr, hl, data, len);
+  }
   int r = ws_conn_send_ex(&c->ws, opcode, data, len, flags);
   if (r == WS_CONN_OK) io__conn_mark_dirty(c);
   return r;
@@ -548,11 +599,43 @@ static size_t out_cap(const io_conn_t *c) {
 }
 
 
+/* A frame whose payload still has this many bytes to come is read
+ * straight into the message buffer (ws_conn_recv_buf), not into the shared
+ * buffer and then appended.  The slack lets one read also take the next
+ * frame's header without filling the buffer, which would make libuv read
+ * again at once. */
+#define DIRECT_MIN 4096
+#define DIRECT_SLACK 4096
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   io_conn_t *c = h->data;
   (void)suggested;
+  if (c->phase == IO_WS && !c->tls && !c->input_pending) {
+    size_t room;
+    uint8_t *p = ws_conn_recv_buf(&c->ws, DIRECT_MIN, DIRECT_SLACK, &room);
+    if (p) {
+      buf->base = (char *)p;
+      buf->len = room;
+      return;
+    }
+  }
   buf->base = c->loop->rbuf;
   buf->len = IO_READ_BUF_SIZE;
+}
+
+/* Bytes read into the message buffer (see on_alloc): the payload is fed
+ * from where it is; what lies beyond the frame moves to the shared buffer
+ * first, since delivering the message frees the message buffer. */
+static void direct_input(io_conn_t *c, uint8_t *p, size_t n) {
+  size_t extra = 0;
+  if (n > c->ws.remaining) {
+    extra = n - (size_t)c->ws.remaining;
+    n -= extra;
+    memcpy(c->loop->rbuf, p + n, extra);
+  }
+  ws_conn_feed(&c->ws, p, n);
+  if (extra && c->phase != IO_CLOSING)
+    io__conn_plaintext(c, (uint8_t *)c->loop->rbuf, extra);
 }
 
 static void process(io_conn_t *c, uint8_t *data, size_t n) {
@@ -600,7 +683,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->last_recv = now_ms(c);
-  if (c->tls) io__tls_input(c, buf->base, (size_t)nread);
+  if (buf->base != c->loop->rbuf)
+    direct_input(c, (uint8_t *)buf->base, (size_t)nread);
+  else if (c->tls)
+    io__tls_input(c, buf->base, (size_t)nread);
   else io__conn_plaintext(c, (uint8_t *)buf->base, (size_t)nread);
   if (c->phase != IO_CLOSING && c->reading &&
       io_conn_buffered(c) >= out_cap(c)) {

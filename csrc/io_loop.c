@@ -2,6 +2,7 @@
  * io_loop: the per-loop context shared by every connection: the read
  * buffer, the flush list and the scheduler timer.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +41,24 @@ static void on_timer(uv_timer_t *h) {
   if (loop->cb.on_timer) loop->cb.on_timer(loop);
 }
 
+/* libuv writes with write(2): a peer that resets the connection makes
+ * the next write raise SIGPIPE, whose default action kills the process.
+ * Ignore it (the write then fails with EPIPE and only that connection
+ * ends), unless the host program installed a handler of its own. */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 io_loop_t *io_loop_new(uv_loop_t *uv, const io_callbacks_t *cb) {
   io_loop_t *loop = calloc(1, sizeof *loop);
   if (!loop) return NULL;
+  ignore_sigpipe();
   loop->rbuf = malloc(IO_READ_BUF_SIZE);
   if (!loop->rbuf) {
     free(loop);

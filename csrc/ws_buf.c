@@ -15,11 +15,10 @@ int ws_buf_reserve(ws_buf_t *b, size_t extra, size_t limit) {
     if (size + extra <= b->cap) return 0;
   }
   size_t need = size + extra;
-  size_t ncap = b->cap ? b->cap : 256;
-  while (ncap < need) {
-    if (ncap > SIZE_MAX / 2) { ncap = need; break; }
-    ncap *= 2;
-  }
+  /* Double (appends stay amortized O(1)), but a large first need gets
+   * what it asks for, not the next power of two. */
+  size_t ncap = b->cap ? (b->cap > SIZE_MAX / 2 ? need : b->cap * 2) : 256;
+  if (ncap < need) ncap = need;
   uint8_t *p = realloc(b->data, ncap);
   if (!p) return -1;
   b->data = p;

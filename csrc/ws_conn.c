@@ -22,6 +22,8 @@
  */
 #include "ws_conn.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -31,6 +33,10 @@
 /* Reassembly buffers up to this capacity are kept for the next message;
  * bigger ones are freed so an idle connection costs little. */
 #define MSG_KEEP_CAP 4096
+
+/* ws_conn_recv_buf() allocates at most this much ahead of the bytes a
+ * message has received (or as much as it holds, when that is more). */
+#define RECV_AHEAD (256 * 1024)
 
 /* Data pointer for empty payloads, so events never carry NULL. */
 static const uint8_t empty[1] = {0};
@@ -348,7 +354,11 @@ static size_t payload(ws_conn_t *c, uint8_t *p, size_t avail, int *stop) {
     *stop = end_data_frame(c, p, n, 1) != 0;
     return n;
   }
-  if (ws_buf_append(&c->msg, p, n, 0) != 0) {
+  if (c->msg.data && p == c->msg.data + c->msg.len) {
+    /* Received straight into the reassembly buffer (ws_conn_recv_buf):
+     * already in place. */
+    c->msg.len += n;
+  } else if (ws_buf_append(&c->msg, p, n, 0) != 0) {
     fail(c, 1011, "out of memory");
     *stop = 1;
     return n;
@@ -358,6 +368,27 @@ static size_t payload(ws_conn_t *c, uint8_t *p, size_t avail, int *stop) {
     *stop = end_data_frame(c, NULL, 0, 0) != 0;
   }
   return n;
+}
+
+uint8_t *ws_conn_recv_buf(ws_conn_t *c, size_t min, size_t slack,
+                          size_t *room) {
+  size_t want, have, ahead;
+
+  if (c->failed || c->close_received || !c->in_payload ||
+      WS_OP_IS_CONTROL(c->fh.opcode) || inflating(c) || c->remaining < min ||
+      c->remaining > SIZE_MAX / 4)
+    return NULL;
+  /* Room for the rest of the frame, but never more than RECV_AHEAD beyond
+   * what the message holds already: a header alone must not make an idle
+   * peer cost us up to the message size limit. */
+  have = WS_BUF_SIZE(&c->msg);
+  ahead = have > RECV_AHEAD ? have : RECV_AHEAD;
+  want = (size_t)c->remaining < ahead ? (size_t)c->remaining : ahead;
+  if (ws_buf_reserve(&c->msg, want + slack, 0) != 0) return NULL;
+  have = c->msg.cap - c->msg.len;
+  *room = have < (size_t)c->remaining + slack ? have
+                                             : (size_t)c->remaining + slack;
+  return c->msg.data + c->msg.len;
 }
 
 void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
@@ -541,6 +572,20 @@ int ws_conn_send_ex(ws_conn_t *c, int opcode, const void *data, size_t len,
     return append_compressed(c, opcode, data, len);
   }
   return ws_conn_send_frame(c, 1, 0, opcode, data, len);
+}
+
+size_t ws_conn_direct_header(const ws_conn_t *c, int opcode, size_t len,
+                             int flags, uint8_t hdr[WS_MAX_HEADER]) {
+  if (c->role != WS_ROLE_SERVER || c->close_sent ||
+      (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY) ||
+      (flags & ~(WS_SEND_NO_COMPRESS | WS_SEND_COMPRESS)))
+    return 0;
+  /* The same choice as ws_conn_send_ex(). */
+  if (c->deflate && !(flags & WS_SEND_NO_COMPRESS) &&
+      ((flags & WS_SEND_COMPRESS) ||
+       ws_deflate_should_compress(c->deflate, len)))
+    return 0;
+  return ws_frame_write_header(hdr, 1, 0, opcode, NULL, len);
 }
 
 int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len) {

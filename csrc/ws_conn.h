@@ -155,6 +155,21 @@ void ws_conn_free(ws_conn_t *c);
  * nothing and deliver nothing). */
 size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len);
 
+/* Zero-copy receive of large payloads.  While the parser is inside the
+ * payload of an uncompressed data frame with at least `min` bytes to go,
+ * returns the end of the reassembly buffer, grown so that the next
+ * received bytes can land there, and sets *room to the bytes free (at most
+ * the payload bytes still expected, c->remaining, plus `slack`).  Returns
+ * NULL otherwise (or when out of memory): receive anywhere and feed as
+ * usual.  After receiving k bytes there, feed the first
+ * min(k, c->remaining) of them from that very place with ws_conn_feed(),
+ * which then appends nothing; the bytes beyond belong to the next frames
+ * and must be moved elsewhere before that call (delivering the message
+ * frees the buffer) and fed after it.  Nothing else may be fed in
+ * between. */
+uint8_t *ws_conn_recv_buf(ws_conn_t *c, size_t min, size_t slack,
+                          size_t *room);
+
 /* Turns permessage-deflate on with the streams d (from ws_deflate_new()
  * with the agreed parameters and this side's role), before any frame is
  * fed or sent.  The connection owns d from then on and frees it in
@@ -173,6 +188,18 @@ int ws_conn_send(ws_conn_t *c, int opcode, const void *data, size_t len);
  * Control frames are never compressed (RFC 7692 §6.1). */
 int ws_conn_send_ex(ws_conn_t *c, int opcode, const void *data, size_t len,
                     int flags);
+
+/* Zero-copy send.  When ws_conn_send_ex(c, opcode, data, len, flags)
+ * would append exactly one unmasked, uncompressed frame, writes that
+ * frame's header into hdr and returns its length: the caller may then
+ * write the header and the payload to the network itself instead, as long
+ * as `out` is empty (nothing may overtake what is queued), and append to
+ * `out` whatever the network did not take.  Returns 0 when the message
+ * must go through ws_conn_send_ex(): in the client role (frames are
+ * masked), for a message to compress, after a Close was sent, and for
+ * invalid arguments (which ws_conn_send_ex() reports). */
+size_t ws_conn_direct_header(const ws_conn_t *c, int opcode, size_t len,
+                             int flags, uint8_t hdr[WS_MAX_HEADER]);
 
 /* Appends one frame of a fragmented message: the first with WS_OP_TEXT or
  * WS_OP_BINARY, the rest with WS_OP_CONT, the last with fin = 1.  `rsv`

@@ -5,6 +5,9 @@
  *   byte 0: bit 0 role (client if set), bit 1 RSV1 negotiated, bit 2 this
  *           side sends a Close before feeding, bits 3-4 frame limit (none,
  *           16, 200, 70000), bits 5-6 message limit (none, 16, 300, 70000);
+ *           bit 7: the chunked run receives straight into the message
+ *           buffer wherever ws_conn_recv_buf offers it, as the transport
+ *           does for large payloads;
  *   bytes 1-3: chunk sizes, cycled (0 means "one byte").
  * The rest is fed as received bytes, once in those chunks and once whole.
  * Checked: the two runs give the same events and the same bytes to send
@@ -143,15 +146,44 @@ static void setup(ws_conn_t *c, rec_t *r, uint8_t cfg) {
 /* Feeds in[0..n) in the given chunk sizes (one chunk if nsizes is 0) and
  * returns the bytes consumed. */
 static size_t feed(ws_conn_t *c, rec_t *r, const uint8_t *in, size_t n,
-                   const uint8_t *sizes, size_t nsizes) {
+                   const uint8_t *sizes, size_t nsizes, int direct) {
   size_t off = 0, k = 0, total = 0;
   while (off < n) {
     size_t len = nsizes ? sizes[k++ % nsizes] : n;
-    uint8_t *chunk;
-    size_t got;
+    uint8_t *chunk, *dst;
+    size_t got, room;
     int ended = r->ended;
     if (len == 0) len = 1;
     if (len > n - off) len = n - off;
+    if (direct && (dst = ws_conn_recv_buf(c, 1, 2, &room)) != NULL) {
+      /* Receive into the message buffer; feed the payload part in place
+       * and what lies beyond it from a copy, after. */
+      size_t pay, extra;
+      CHECK(room > 0 && room <= c->remaining + 2);
+      if (len > room) len = room;
+      memcpy(dst, in + off, len);
+      pay = len < c->remaining ? len : (size_t)c->remaining;
+      extra = len - pay;
+      chunk = malloc(extra ? extra : 1);
+      CHECK(chunk);
+      memcpy(chunk, dst + pay, extra);
+      got = ws_conn_feed(c, dst, pay);
+      CHECK(got <= pay);
+      if (got < pay) CHECK(c->failed || c->close_received);
+      if (ended) CHECK(got == 0);
+      total += got;
+      if (extra) {
+        ended = r->ended;
+        got = ws_conn_feed(c, chunk, extra);
+        CHECK(got <= extra);
+        if (got < extra) CHECK(c->failed || c->close_received);
+        if (ended) CHECK(got == 0);
+        total += got;
+      }
+      free(chunk);
+      off += len;
+      continue;
+    }
     /* A copy of exactly the chunk, so an over-read is caught. */
     chunk = malloc(len);
     CHECK(chunk);
@@ -188,9 +220,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   n = size - 4;
 
   setup(&c1, &r1, data[0]);
-  got1 = feed(&c1, &r1, in, n, data + 1, 3);
+  got1 = feed(&c1, &r1, in, n, data + 1, 3, data[0] >> 7);
   setup(&c2, &r2, data[0]);
-  got2 = feed(&c2, &r2, in, n, NULL, 0);
+  got2 = feed(&c2, &r2, in, n, NULL, 0, 0);
 
   /* The split does not matter, except for where a failure stops. */
   CHECK(WS_BUF_SIZE(&r1.log) == WS_BUF_SIZE(&r2.log));

@@ -122,9 +122,63 @@ static void take_out(run_t *r, ws_conn_t *c) {
   }
 }
 
-/* Feeds in[0..n) in chunks of the given lengths (one chunk if nl is 0). */
-static void run_feed(const cfg_t *cfg, const uint8_t *in, size_t n,
-                     const size_t *lens, size_t nl, run_t *r) {
+/* Feeds one piece from a heap copy of exactly its size and checks what
+ * ws_conn_feed consumed. */
+static void feed_piece(ws_conn_t *c, const uint8_t *p, size_t len,
+                       run_t *r) {
+  uint8_t *chunk = malloc(len ? len : 1);
+  int was_ended = r->ended;
+  size_t got;
+  memcpy(chunk, p, len);
+  r->lo = (uintptr_t)chunk;
+  r->hi = (uintptr_t)chunk + len;
+  got = ws_conn_feed(c, chunk, len);
+  if (got > len) r->errors++;
+  if (got < len && !(c->failed || c->close_received)) r->errors++;
+  if (was_ended && got != 0) r->errors++;
+  r->consumed += got;
+  free(chunk);
+}
+
+/* Feeds a chunk as the transport does when it receives straight into the
+ * message buffer (ws_conn_recv_buf): as much as the buffer takes lands
+ * there; the payload part is fed in place and what lies beyond it is moved
+ * out first and fed after.  A small slack makes that overflow common. */
+static void feed_direct(ws_conn_t *c, const uint8_t *p, size_t len,
+                        run_t *r) {
+  do {
+    size_t room = 0, k, pay, got;
+    int was_ended = r->ended;
+    uint8_t *dst = ws_conn_recv_buf(c, 1, 3, &room), *extra;
+    if (!dst) {
+      feed_piece(c, p, len, r);
+      return;
+    }
+    if (room == 0 || room > c->remaining + 3) r->errors++;
+    k = len < room ? len : room;
+    memcpy(dst, p, k);
+    pay = k < c->remaining ? k : (size_t)c->remaining;
+    extra = malloc(k - pay + 1);
+    memcpy(extra, dst + pay, k - pay);
+    r->lo = (uintptr_t)dst;
+    r->hi = (uintptr_t)dst + pay;
+    got = ws_conn_feed(c, dst, pay);
+    if (got > pay) r->errors++;
+    if (got < pay && !(c->failed || c->close_received)) r->errors++;
+    if (was_ended && got != 0) r->errors++;
+    r->consumed += got;
+    if (k > pay) feed_piece(c, extra, k - pay, r);
+    free(extra);
+    p += k;
+    len -= k;
+  } while (len > 0);
+}
+
+/* Feeds in[0..n) in chunks of the given lengths (one chunk if nl is 0),
+ * each as feed_direct does when `direct` is set. */
+static void run_feed_mode(const cfg_t *cfg, const uint8_t *in, size_t n,
+                          const size_t *lens, size_t nl, run_t *r,
+                          int direct) {
   ws_conn_t c;
   size_t off = 0, k = 0;
 
@@ -137,21 +191,11 @@ static void run_feed(const cfg_t *cfg, const uint8_t *in, size_t n,
   if (cfg->close_first && ws_conn_close(&c, 1000, "bye", 3) != WS_CONN_OK)
     r->errors++;
   while (off < n || (nl && k < nl)) {
-    size_t len = nl ? (k < nl ? lens[k] : n - off) : n - off, got;
-    uint8_t *chunk;
-    int was_ended = r->ended;
+    size_t len = nl ? (k < nl ? lens[k] : n - off) : n - off;
     k++;
     if (len > n - off) len = n - off;
-    chunk = malloc(len ? len : 1);
-    memcpy(chunk, in + off, len);
-    r->lo = (uintptr_t)chunk;
-    r->hi = (uintptr_t)chunk + len;
-    got = ws_conn_feed(&c, chunk, len);
-    if (got > len) r->errors++;
-    if (got < len && !(c.failed || c.close_received)) r->errors++;
-    if (was_ended && got != 0) r->errors++;
-    r->consumed += got;
-    free(chunk);
+    if (direct) feed_direct(&c, in + off, len, r);
+    else feed_piece(&c, in + off, len, r);
     off += len;
   }
   /* One more empty feed changes nothing. */
@@ -163,6 +207,11 @@ static void run_feed(const cfg_t *cfg, const uint8_t *in, size_t n,
   if (r->failed != (r->nev && r->ev[r->nev - 1].type == WS_EV_FAIL))
     r->errors++;
   ws_conn_free(&c);
+}
+
+static void run_feed(const cfg_t *cfg, const uint8_t *in, size_t n,
+                     const size_t *lens, size_t nl, run_t *r) {
+  run_feed_mode(cfg, in, n, lens, nl, r, 0);
 }
 
 static int fail_seen(const run_t *r) {
@@ -199,17 +248,22 @@ static int compare_split(const cfg_t *cfg, const uint8_t *in, size_t n,
                          const run_t *base, const size_t *lens, size_t nl,
                          const char *what) {
   run_t r;
-  int ok;
-  run_feed(cfg, in, n, lens, nl, &r);
-  ok = same_run(base, &r);
-  if (!ok) {
-    size_t i;
-    fprintf(stderr, "    split mismatch (%s):", what);
-    for (i = 0; i < nl && i < 12; i++) fprintf(stderr, " %zu", lens[i]);
-    fprintf(stderr, "%s\n", nl > 12 ? " ..." : "");
+  int bad = 0, direct;
+  /* Each split is fed twice: from the chunks, and received into the
+   * message buffer where the parser offers it. */
+  for (direct = 0; direct < 2; direct++) {
+    run_feed_mode(cfg, in, n, lens, nl, &r, direct);
+    if (!same_run(base, &r)) {
+      size_t i;
+      fprintf(stderr, "    split mismatch (%s%s):", what,
+              direct ? ", direct" : "");
+      for (i = 0; i < nl && i < 12; i++) fprintf(stderr, " %zu", lens[i]);
+      fprintf(stderr, "%s\n", nl > 12 ? " ..." : "");
+      bad = 1;
+    }
+    run_free(&r);
   }
-  run_free(&r);
-  return ok ? 0 : 1;
+  return bad;
 }
 
 /* Feeds `in` whole into *base, then in every other split; returns the
@@ -1114,6 +1168,8 @@ TEST(zero_copy_and_buffers) {
   /* Fragmented and large: gathered, then the buffer is released. */
   put_frame(&s, 0x02, big, 5000, 1);
   put_frame(&s, 0x80, big, 5000, 1);
+  r.lo = (uintptr_t)WS_BUF_PTR(&s);
+  r.hi = r.lo + WS_BUF_SIZE(&s);
   CHECK_EQ_INT(ws_conn_feed(&c, WS_BUF_PTR(&s), WS_BUF_SIZE(&s)),
                WS_BUF_SIZE(&s));
   CHECK(r.nev == 2 && !r.ev[1].inplace && r.ev[1].len == 10000);
@@ -1298,6 +1354,105 @@ TEST(send_errors) {
   ws_conn_free(&c);
 }
 
+/* Receiving straight into the message buffer (ws_conn_recv_buf). */
+TEST(recv_buf_direct) {
+  ws_buf_t s = {0};
+  ws_conn_t c;
+  run_t r;
+  size_t n = 100000, hl, room = 0, off;
+  uint8_t *big = malloc(n), *p, *first;
+  for (off = 0; off < n; off++) big[off] = (uint8_t)(off * 7);
+
+  memset(&r, 0, sizeof r);
+  ws_conn_init(&c, WS_ROLE_SERVER, on_event, &r);
+  r.c = &c;
+  /* Nothing to offer outside a payload. */
+  CHECK(ws_conn_recv_buf(&c, 1, 0, &room) == NULL);
+
+  /* A 100000-byte binary frame: the header and 1000 bytes first. */
+  put_frame(&s, 0x82, big, n, 1);
+  hl = WS_BUF_SIZE(&s) - n;
+  CHECK_EQ_INT(ws_conn_feed(&c, WS_BUF_PTR(&s), hl + 1000), hl + 1000);
+  CHECK(ws_conn_recv_buf(&c, n, 0, &room) == NULL); /* under `min` */
+  first = ws_conn_recv_buf(&c, 4096, 10, &room);
+  CHECK(first != NULL && room == n - 1000 + 10);
+  /* The rest in pieces, each where the parser asks for it. */
+  off = hl + 1000;
+  while (off < WS_BUF_SIZE(&s)) {
+    size_t k;
+    p = ws_conn_recv_buf(&c, 1, 0, &room);
+    CHECK(p != NULL && room == WS_BUF_SIZE(&s) - off);
+    /* Nothing was appended: the buffer never moved. */
+    CHECK(p == first + (off - hl - 1000));
+    if (!p) break;
+    k = room < 30000 ? room : 30000;
+    memcpy(p, WS_BUF_PTR(&s) + off, k);
+    CHECK_EQ_INT(ws_conn_feed(&c, p, k), k);
+    off += k;
+  }
+  CHECK(r.nev == 1 && is_msg(&r, 0, WS_OP_BINARY, big, n));
+  CHECK(c.msg.data == NULL); /* released after delivery */
+  CHECK(ws_conn_recv_buf(&c, 1, 0, &room) == NULL);
+  ws_buf_free(&s);
+
+  /* A header alone: room for at most 256 KiB ahead, not the whole
+   * announced length. */
+  {
+    uint8_t hdr[WS_MAX_HEADER], key[4] = {1, 2, 3, 4};
+    size_t h2 = ws_frame_write_header(hdr, 1, 0, WS_OP_BINARY, key,
+                                      (uint64_t)1 << 30);
+    CHECK_EQ_INT(ws_conn_feed(&c, hdr, h2), h2);
+  }
+  p = ws_conn_recv_buf(&c, 1, 0, &room);
+  CHECK(p != NULL && room >= 4096 && room <= 256 * 1024);
+  ws_conn_free(&c);
+  run_free(&r);
+
+  /* Control frames are never offered. */
+  memset(&r, 0, sizeof r);
+  ws_conn_init(&c, WS_ROLE_SERVER, on_event, &r);
+  r.c = &c;
+  put_frame(&s, 0x89, "0123456789", 10, 1);
+  CHECK_EQ_INT(ws_conn_feed(&c, WS_BUF_PTR(&s), 8), 8);
+  CHECK(ws_conn_recv_buf(&c, 1, 0, &room) == NULL);
+  ws_conn_free(&c);
+  run_free(&r);
+  ws_buf_free(&s);
+  free(big);
+}
+
+/* ws_conn_direct_header agrees with what ws_conn_send would queue. */
+TEST(direct_header) {
+  ws_conn_t c;
+  uint8_t hdr[WS_MAX_HEADER];
+  static const size_t lens[] = {0, 1, 125, 126, 127, 65535, 65536, 100000};
+  size_t i;
+  uint8_t *big = calloc(1, 100000);
+
+  ws_conn_init(&c, WS_ROLE_SERVER, NULL, NULL);
+  for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    size_t hl = ws_conn_direct_header(&c, WS_OP_TEXT, lens[i], 0, hdr);
+    CHECK_EQ_INT(ws_conn_send(&c, WS_OP_TEXT, big, lens[i]), WS_CONN_OK);
+    CHECK(hl >= 2 && WS_BUF_SIZE(&c.out) == hl + lens[i]);
+    CHECK_MEM(WS_BUF_PTR(&c.out), hdr, hl);
+    ws_buf_consume(&c.out, WS_BUF_SIZE(&c.out));
+  }
+  CHECK(ws_conn_direct_header(&c, WS_OP_BINARY, 5, WS_SEND_NO_COMPRESS,
+                              hdr) == 2 && hdr[0] == 0x82 && hdr[1] == 5);
+  /* Control frames, continuations and bad flags go the usual way. */
+  CHECK_EQ_INT(ws_conn_direct_header(&c, WS_OP_PING, 5, 0, hdr), 0);
+  CHECK_EQ_INT(ws_conn_direct_header(&c, WS_OP_CONT, 5, 0, hdr), 0);
+  CHECK_EQ_INT(ws_conn_direct_header(&c, WS_OP_TEXT, 5, 8, hdr), 0);
+  CHECK_EQ_INT(ws_conn_close(&c, 1000, NULL, 0), WS_CONN_OK);
+  CHECK_EQ_INT(ws_conn_direct_header(&c, WS_OP_TEXT, 5, 0, hdr), 0);
+  ws_conn_free(&c);
+  /* A client masks: never direct. */
+  ws_conn_init(&c, WS_ROLE_CLIENT, NULL, NULL);
+  CHECK_EQ_INT(ws_conn_direct_header(&c, WS_OP_TEXT, 5, 0, hdr), 0);
+  ws_conn_free(&c);
+  free(big);
+}
+
 /* Sending from inside the callback, as an echo server does, with the
  * message data as the payload. */
 static void echo_cb(void *ud, const ws_event_t *e) {
@@ -1347,5 +1502,7 @@ int main(void) {
   RUN(server_sends_unmasked);
   RUN(send_errors);
   RUN(echo_from_callback);
+  RUN(recv_buf_direct);
+  RUN(direct_header);
   return TEST_REPORT();
 }
