@@ -1153,8 +1153,8 @@ static int l_conn_bind(lua_State *L) {
   return 0;
 }
 
-/* wake(...): resumes the coroutine waiting in receive with the arguments;
- * true if there was one. */
+/* wake(...): resumes the coroutine waiting in receive with the arguments
+ * (none: the connection closed); true if there was one. */
 static int l_conn_wake(lua_State *L) {
   l_conn_t *box = check_conn(L);
   int n = lua_gettop(L) - 1;
@@ -1296,6 +1296,13 @@ static int ws_receive_k(lua_State *L, int st, lua_KContext k) {
     lua_pushvalue(L, 3);
     lua_call(L, 1, 0);
   }
+  if (lua_gettop(L) == base) {
+    /* Woken by the close with no values: the message is made only for a
+     * receive that returns it (not for each()). */
+    lua_pushvalue(L, lua_upvalueindex(WU_CLOSED));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 3);
+  }
   return lua_gettop(L) - base;
 }
 
@@ -1341,7 +1348,7 @@ static int l_ws_receive(lua_State *L) {
 static int ws_next_k(lua_State *L, int st, lua_KContext k) {
   (void)st;
   int n = lua_gettop(L) - (int)k;
-  if (lua_isnil(L, -n)) return 0;
+  if (n == 0 || lua_isnil(L, -n)) return 0;
   return n;
 }
 

@@ -408,7 +408,7 @@ local function ws_on_closed(ws, code, reason, errname)
   end
   ws.close_code = ws.close_code or code
   ws.close_reason = ws.close_reason or reason
-  ws._c:wake(closed_error(ws))
+  ws._c:wake()   -- a receive makes its "closed" answer then
   local pings = ws._pings
   ws._pings = nil
   for i = 1, pings and #pings or 0 do sched.wake(pings[i][2], closed_error(ws)) end
@@ -680,6 +680,10 @@ end
 
 -- Runs on_upgrade and answers the upgrade; then the handler runs in the
 -- same coroutine (a tail call: the upgrade's frame is gone).
+-- Headers on_upgrade may not set (uvws writes them).
+local UPGRADE_MANAGED = { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
+  ["upgrade"] = true, ["connection"] = true }
+
 local function upgrade_main(srv, conn, req)
   local result
   if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
@@ -722,9 +726,10 @@ local function upgrade_main(srv, conn, req)
       return reject_upgrade(conn, 500, "internal server error\n")
     end
   end
-  local okh, extra = pcall(header_lines, result.headers, "uvws: on_upgrade headers",
-    { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
-      ["upgrade"] = true, ["connection"] = true })
+  local okh, extra = true, nil
+  if result.headers then
+    okh, extra = pcall(header_lines, result.headers, "uvws: on_upgrade headers", UPGRADE_MANAGED)
+  end
   if not okh then
     pcall(srv.on_error, extra)
     return reject_upgrade(conn, 500, "internal server error\n")

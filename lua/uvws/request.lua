@@ -99,27 +99,38 @@ local function split_tokens(value, out)
   return out
 end
 
--- The header tables are built on first use from the flat list the core
--- hands over, so a request nobody inspects costs one table.
+-- The header tables are built on first use, each on its own, from the
+-- flat list the core hands over, so a request nobody inspects costs one
+-- table, and one looked up by name (the common case) costs two.
 local function build_headers(req)
   local flat = req._flat
-  local headers, hv, list = setmetatable({}, HeadersMT), {}, {}
+  local headers = setmetatable({}, HeadersMT)
   for i = 1, #flat, 2 do
-    local name, value = flat[i], flat[i + 1]
-    local lname = name:lower()
-    list[#list + 1] = { name, value }
-    local vs = hv[lname]
-    if vs then
-      vs[#vs + 1] = value
-      headers[lname] = headers[lname] .. (lname == "cookie" and "; " or ", ") .. value
+    local lname, value = flat[i]:lower(), flat[i + 1]
+    local prev = headers[lname]
+    if prev then
+      headers[lname] = prev .. (lname == "cookie" and "; " or ", ") .. value
     else
-      hv[lname] = { value }
       headers[lname] = value
     end
   end
-  rawset(req, "headers", headers)
-  rawset(req, "header_list", list)
-  rawset(req, "_hv", hv)
+  return headers
+end
+
+local function build_list(req)
+  local flat, list = req._flat, {}
+  for i = 1, #flat, 2 do list[#list + 1] = { flat[i], flat[i + 1] } end
+  return list
+end
+
+local function build_values(req)
+  local flat, hv = req._flat, {}
+  for i = 1, #flat, 2 do
+    local lname = flat[i]:lower()
+    local vs = hv[lname]
+    if vs then vs[#vs + 1] = flat[i + 1] else hv[lname] = { flat[i + 1] } end
+  end
+  return hv
 end
 
 local function tokens_of(req, name)
@@ -128,9 +139,9 @@ local function tokens_of(req, name)
   return out
 end
 
-lazy.headers = function(req) build_headers(req) return rawget(req, "headers") end
-lazy.header_list = function(req) build_headers(req) return rawget(req, "header_list") end
-lazy._hv = function(req) build_headers(req) return rawget(req, "_hv") end
+lazy.headers = build_headers
+lazy.header_list = build_list
+lazy._hv = build_values
 lazy.protocols = function(req) return tokens_of(req, "sec-websocket-protocol") end
 lazy.extensions = function(req) return tokens_of(req, "sec-websocket-extensions") end
 lazy.path = function(req)
@@ -143,10 +154,22 @@ lazy.query_string = function(req)
   return rawget(req, "query_string")
 end
 lazy.version = function(req) return "1." .. req._minor end
+-- Keep-alive (plain HTTP requests only) needs the Connection header.
+lazy._keepalive = function(req)
+  if req._minor < 1 then return false end
+  local flat = req._flat
+  for i = 1, #flat, 2 do
+    local name = flat[i]
+    if #name == 10 and name:lower() == "connection" and flat[i + 1]:lower():find("close", 1, true) then
+      return false
+    end
+  end
+  return true
+end
 
 -- What build_headers and the lazy fields derive from the head.
 local DERIVED = { "headers", "header_list", "_hv", "protocols", "extensions",
-  "cookies", "query", "query_all" }
+  "cookies", "query", "query_all", "_keepalive" }
 
 --- Drops the tables derived from the head (they are built again on first
 -- use): a websocket keeps its request for its whole life, and these are
@@ -163,15 +186,6 @@ function M.new(method, target, minor, flat, body, conn)
     _minor = minor,
     _flat = flat,
   }, Request)
-  -- Keep-alive needs the Connection header: scan the flat list for it.
-  local close = minor < 1
-  for i = 1, #flat, 2 do
-    local name = flat[i]
-    if #name == 10 and name:lower() == "connection" and flat[i + 1]:lower():find("close", 1, true) then
-      close = true
-    end
-  end
-  req._keepalive = not close
   if conn then
     local ip, port = conn:peer()
     req.remote_addr, req.remote_port = ip, port
