@@ -418,6 +418,57 @@ void ws_conn_set_deflate(ws_conn_t *c, ws_deflate_t *d) {
   c->rsv_allowed |= WS_RSV1;
 }
 
+/* XORs a short payload (at most 125 bytes) with the key, eight bytes at
+ * a time. */
+static void unmask_short(uint8_t *p, size_t n, const uint8_t key[4]) {
+  uint64_t m, w;
+  uint32_t k;
+  size_t i = 0;
+  memcpy(&k, key, 4);
+  m = ((uint64_t)k << 32) | k;
+  for (; n - i >= 8; i += 8) {
+    memcpy(&w, p + i, 8);
+    w ^= m;
+    memcpy(p + i, &w, 8);
+  }
+  for (; i < n; i++) p[i] ^= key[i & 3];
+}
+
+/* The small-frame fast path: a whole unfragmented text or binary frame of
+ * at most 125 bytes, with no extension bits, no message in progress and
+ * within the limits, at p[0..avail).  Delivers it in place and returns its
+ * length on the wire; returns 0 for anything else, which then takes the
+ * general path (so every failure is reported there, as usual). */
+static size_t small_frame(ws_conn_t *c, uint8_t *p, size_t avail) {
+  uint8_t b0 = p[0], b1 = p[1];
+  size_t n = b1 & 0x7f, hl;
+  int masked = (b1 & 0x80) != 0;
+  ws_event_t ev;
+
+  /* FIN, RSV 0, opcode 1 or 2; length 0..125; masked as the role wants. */
+  if ((b0 != 0x81 && b0 != 0x82) || n > WS_MAX_CONTROL ||
+      masked != (c->role == WS_ROLE_SERVER) || c->msg_opcode)
+    return 0;
+  hl = masked ? 6 : 2;
+  if (avail < hl + n || (c->max_frame_size && n > c->max_frame_size) ||
+      (c->max_message_size && n > c->max_message_size))
+    return 0;
+  if (masked) unmask_short(p + hl, n, p + 2);
+  c->msg_opcode = b0 & 0x0f;
+  if (c->msg_opcode == WS_OP_TEXT && !ws_utf8_valid(p + hl, n)) {
+    fail(c, 1007, "invalid UTF-8 in text message");
+    return hl + n;
+  }
+  memset(&ev, 0, sizeof ev);
+  ev.type = WS_EV_MESSAGE;
+  ev.opcode = c->msg_opcode;
+  ev.data = n ? p + hl : empty;
+  ev.len = n;
+  emit(c, &ev);
+  c->msg_opcode = 0;
+  return hl + n;
+}
+
 size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len) {
   size_t i = 0;
 
@@ -432,6 +483,14 @@ size_t ws_conn_feed(ws_conn_t *c, uint8_t *data, size_t len) {
       i += payload(c, data + i, len - i, &stop);
       if (stop) return i;
       continue;
+    }
+    if (c->hdr_len == 0 && len - i >= 2) {
+      size_t k = small_frame(c, data + i, len - i);
+      if (k) {
+        i += k;
+        if (c->failed) return i;
+        continue;
+      }
     }
 
     /* Header: parse straight from the input unless part of it came in an
@@ -561,6 +620,19 @@ int ws_conn_send_frame(ws_conn_t *c, int fin, int rsv, int opcode,
 
 int ws_conn_send_ex(ws_conn_t *c, int opcode, const void *data, size_t len,
                     int flags) {
+  /* Fast path: a short unmasked text or binary frame, reserved once. */
+  if (len <= WS_MAX_CONTROL && c->role == WS_ROLE_SERVER && !c->close_sent &&
+      !flags && !c->deflate && (opcode == WS_OP_TEXT ||
+                                opcode == WS_OP_BINARY) && (data || !len)) {
+    uint8_t *q;
+    if (ws_buf_reserve(&c->out, 2 + len, 0) != 0) return WS_CONN_ENOMEM;
+    q = c->out.data + c->out.len;
+    q[0] = (uint8_t)(0x80 | opcode);
+    q[1] = (uint8_t)len;
+    if (len) memcpy(q + 2, data, len);
+    c->out.len += 2 + len;
+    return WS_CONN_OK;
+  }
   if (opcode == WS_OP_CONT) return WS_CONN_EINVAL;
   if (flags & ~(WS_SEND_NO_COMPRESS | WS_SEND_COMPRESS)) return WS_CONN_EINVAL;
   if (c->deflate && (opcode == WS_OP_TEXT || opcode == WS_OP_BINARY) &&

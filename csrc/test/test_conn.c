@@ -1354,6 +1354,101 @@ TEST(send_errors) {
   ws_conn_free(&c);
 }
 
+/* The small-frame fast path (whole unfragmented frames of at most 125
+ * bytes) against the general path: streams of frames around the 125/126
+ * boundary, masked and unmasked, text and binary, fragmented, with control
+ * frames, an RSV bit, limits and bad UTF-8.  split_all compares the whole
+ * feed (fast path) with byte-by-byte and other splits (general path). */
+TEST(small_frame_fast_path) {
+  static const size_t sizes[] = {0, 1, 3, 7, 8, 9, 15, 16, 17, 64,
+                                 120, 124, 125, 126, 127, 200};
+  uint8_t payload[200];
+  size_t i, k;
+  int masked, op;
+  for (i = 0; i < sizeof payload; i++)
+    payload[i] = (uint8_t)('a' + i % 26);
+
+  for (masked = 0; masked < 2; masked++) {
+    const cfg_t *cfg = masked ? &SERVER : &CLIENT;
+    for (op = 0x81; op <= 0x82; op++) {
+      ws_buf_t s = {0};
+      run_t r;
+      for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        put_frame(&s, op, payload, sizes[k], masked);
+      /* A fragmented message of short frames, a ping between. */
+      put_frame(&s, op & 0x0f, payload, 5, masked);
+      put_frame(&s, 0x89, "p", 1, masked);
+      put_frame(&s, 0x80, payload + 5, 125, masked);
+      put_frame(&s, op, payload, 2, masked);
+      CHECK_EQ_INT(split_all(cfg, WS_BUF_PTR(&s), WS_BUF_SIZE(&s), &r), 0);
+      CHECK_EQ_INT(r.nev, sizeof sizes / sizeof sizes[0] + 3);
+      for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        CHECK(is_msg(&r, k, op & 0x0f, payload, sizes[k]));
+        CHECK(sizes[k] == 0 || r.ev[k].inplace);
+      }
+      CHECK(is_ev(&r, k, WS_EV_PING, "p", 1));
+      CHECK(is_msg(&r, k + 1, op & 0x0f, payload, 130));
+      CHECK(is_msg(&r, k + 2, op & 0x0f, payload, 2));
+      CHECK(!r.failed && r.consumed == WS_BUF_SIZE(&s));
+      run_free(&r);
+      ws_buf_free(&s);
+    }
+  }
+
+  /* Frames the fast path must leave to the general one: wrong masking, an
+   * RSV bit, a reserved opcode, over the limits, bad UTF-8 (at the start,
+   * at the end, split characters). */
+  {
+    ws_buf_t s = {0};
+    cfg_t lim = {WS_ROLE_SERVER, 0, 10, 0, 0};
+    cfg_t flim = {WS_ROLE_SERVER, 0, 0, 10, 0};
+    cfg_t rsv = {WS_ROLE_SERVER, WS_RSV1, 0, 0, 0};
+    run_t r;
+
+    put_frame(&s, 0x81, "ok", 2, 1);
+    put_frame(&s, 0x82, payload, 10, 0);
+    CHECK(fail_case("unmasked small", &SERVER, WS_BUF_PTR(&s),
+                    WS_BUF_SIZE(&s), 1002));
+    ws_buf_free(&s);
+    put_frame(&s, 0x81, "ok", 2, 0);
+    put_frame(&s, 0x82, payload, 10, 1);
+    CHECK(fail_case("masked small to client", &CLIENT, WS_BUF_PTR(&s),
+                    WS_BUF_SIZE(&s), 1002));
+    ws_buf_free(&s);
+    put_frame(&s, 0xc2, payload, 10, 1);
+    CHECK(fail_case("rsv1 small", &SERVER, WS_BUF_PTR(&s), WS_BUF_SIZE(&s),
+                    1002));
+    ws_buf_free(&s);
+    put_frame(&s, 0x83, payload, 10, 1);
+    CHECK(fail_case("opcode 3", &SERVER, WS_BUF_PTR(&s), WS_BUF_SIZE(&s),
+                    1002));
+    ws_buf_free(&s);
+    put_frame(&s, 0x82, payload, 10, 1);
+    put_frame(&s, 0x82, payload, 11, 1);
+    CHECK(fail_case("message limit", &lim, WS_BUF_PTR(&s), WS_BUF_SIZE(&s),
+                    1009));
+    CHECK(fail_case("frame limit", &flim, WS_BUF_PTR(&s), WS_BUF_SIZE(&s),
+                    1009));
+    ws_buf_free(&s);
+    put_frame(&s, 0x81, "\xff" "abc", 4, 1);
+    CHECK(fail_case("bad utf-8 first", &SERVER, WS_BUF_PTR(&s),
+                    WS_BUF_SIZE(&s), 1007));
+    ws_buf_free(&s);
+    put_frame(&s, 0x81, "abcdefghij\xe2\x82", 12, 1);
+    CHECK(fail_case("cut character", &SERVER, WS_BUF_PTR(&s),
+                    WS_BUF_SIZE(&s), 1007));
+    ws_buf_free(&s);
+    /* Valid multi-byte text, and RSV1 where an extension allows it. */
+    put_frame(&s, 0x81, "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15,
+              1);
+    put_frame(&s, 0xc2, payload, 3, 1);
+    CHECK_EQ_INT(split_all(&rsv, WS_BUF_PTR(&s), WS_BUF_SIZE(&s), &r), 0);
+    CHECK(r.nev == 2 && r.ev[0].len == 15 && r.ev[1].msg_rsv == WS_RSV1);
+    run_free(&r);
+    ws_buf_free(&s);
+  }
+}
+
 /* Receiving straight into the message buffer (ws_conn_recv_buf). */
 TEST(recv_buf_direct) {
   ws_buf_t s = {0};
@@ -1502,6 +1597,7 @@ int main(void) {
   RUN(server_sends_unmasked);
   RUN(send_errors);
   RUN(echo_from_callback);
+  RUN(small_frame_fast_path);
   RUN(recv_buf_direct);
   RUN(direct_header);
   return TEST_REPORT();
