@@ -2,8 +2,9 @@
  * io: the libuv transport under the protocol core.
  *
  * An io_loop_t is one libuv loop with what every connection on it shares:
- * one 256 KiB read buffer, a list of connections with bytes to flush, and
- * the prepare/check handles that flush them once per loop turn.  An
+ * one 256 KiB read buffer, a list of connections with bytes to flush, the
+ * prepare/check handles that flush them once per loop turn, and one timer
+ * for every connection's deadlines (handshake, idle, ping, close).  An
  * io_server_t listens and accepts; each accepted io_conn_t reads its HTTP
  * request head, hands it up, and after the upgrade feeds bytes to its
  * ws_conn_t.  The layer above (the Lua binding) sees only the callbacks in
@@ -110,6 +111,12 @@ struct io_loop {
   uv_check_t check;
   uv_timer_t timer;         /* the scheduler timer of the layer above */
   int closing;
+  /* Connection deadlines: a min-heap by io_conn_t.due, and one timer for
+   * its top (io_loop.c). */
+  io_conn_t **theap;
+  size_t theap_len, theap_cap;
+  uv_timer_t ctimer;
+  uint64_t tdue;            /* when ctimer fires, 0 when stopped */
 };
 
 struct io_server {
@@ -142,14 +149,26 @@ enum {
   IO_CLOSING          /* uv_close called */
 };
 
-union io_req {
-  uv_write_t write;
-  uv_shutdown_t shutdown;
+/* What an upgrade request waiting for the layer above's answer needs,
+ * allocated only then. */
+struct io_upgrade {
+  char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key */
+  ws_deflate_params_t ext_params;
+  char *ext_response;       /* the agreed permessage-deflate answer, or
+                               NULL */
+};
+
+/* A uv_write or uv_shutdown in flight, with the bytes being written. */
+struct io_req {
+  union {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+  } u;
+  ws_buf_t wbuf;            /* bytes handed to uv_write */
 };
 
 struct io_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;
   io_loop_t *loop;
   io_server_t *server;      /* NULL for a client connection */
   const io_limits_t *lim;   /* the server's, or the client's own */
@@ -160,14 +179,12 @@ struct io_conn {
   void *data;               /* for the layer above */
   ws_conn_t ws;             /* ws.out is also the HTTP output */
   ws_buf_t in;              /* a partial head or body */
-  ws_buf_t wbuf;            /* bytes handed to uv_write */
   /* The request of a uv_write or uv_shutdown in flight (a shutdown only
    * follows the last write), allocated only then: idle connections hold
    * none. */
-  union io_req *req;
+  struct io_req *req;
   size_t consume;           /* bytes of `in` still used by the layer above */
-  size_t head_len;          /* request head length while reading a body */
-  size_t body_len;
+  uint64_t due;             /* the earliest deadline below, in loop->theap */
   uint64_t deadline_http;   /* handshake deadline */
   uint64_t deadline_close;  /* close handshake deadline */
   uint64_t last_recv;       /* time of the last byte received */
@@ -186,14 +203,12 @@ struct io_conn {
   uint8_t out_full;         /* reading stopped: too much output queued */
   uint8_t over_limit;       /* accepted beyond max_connections: 503 */
   uint8_t input_pending;    /* `in` holds bytes to process at the flush */
-  char key[WS_KEY_LEN + 1];  /* Sec-WebSocket-Key of a waiting upgrade */
-  char *ext_response;       /* a waiting upgrade: the agreed
-                               permessage-deflate answer, or NULL */
-  ws_deflate_params_t ext_params;
+  uint8_t close_reason_len;
+  uint32_t theap_pos;       /* index in loop->theap + 1; 0: not there */
   int close_code;
+  struct io_upgrade *up;    /* a waiting upgrade request, or NULL */
   const char *errname;      /* libuv error name of a failure, static */
   const char *errdetail;    /* why a handshake check failed, static */
-  uint8_t close_reason_len;
   char *close_reason;       /* allocated when the connection ends */
 };
 

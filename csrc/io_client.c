@@ -92,7 +92,7 @@ static void on_connect(uv_connect_t *req, int status) {
     cl->last_err = status;
     if (cl->ai_next) {
       /* A failed connect leaves the handle unusable: start over on a
-       * fresh one.  The timer and the rest of the connection stay. */
+       * fresh one.  The deadline and the rest of the connection stay. */
       uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
       return;
     }
@@ -240,8 +240,6 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   c->lim = &cl->lim;
   uv_tcp_init(loop->uv, &c->tcp);
   c->tcp.data = c;
-  uv_timer_init(loop->uv, &c->timer);
-  c->timer.data = c;
   ws_conn_init(&c->ws, WS_ROLE_CLIENT, io__on_ws_event, c);
   io__conn_list_add(c);
   c->phase = IO_CONNECTING;

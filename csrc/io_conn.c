@@ -45,6 +45,13 @@ void io__conn_mark_dirty(io_conn_t *c) {
   c->loop->dirty = c;
 }
 
+static void upgrade_free(io_conn_t *c) {
+  if (!c->up) return;
+  free(c->up->ext_response);
+  free(c->up);
+  c->up = NULL;
+}
+
 static void set_close_info(io_conn_t *c, int code, const char *reason,
                            size_t len) {
   if (c->close_code) return; /* the first cause wins */
@@ -58,7 +65,7 @@ static void set_close_info(io_conn_t *c, int code, const char *reason,
 
 /* ---- closing ----------------------------------------------------------- */
 
-static void on_timer_closed(uv_handle_t *h) {
+void io__conn_closed(uv_handle_t *h) {
   io_conn_t *c = h->data;
   io_loop_t *loop = c->loop;
   io_server_t *s = c->server;
@@ -73,12 +80,12 @@ static void on_timer_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   io__client_free(c);
   io__tls_free(c);
-  free(c->ext_response);
+  upgrade_free(c);
   free(c->close_reason);
+  if (c->req) ws_buf_free(&c->req->wbuf);
   free(c->req);
   ws_conn_free(&c->ws);
   ws_buf_free(&c->in);
-  ws_buf_free(&c->wbuf);
   free(c);
   if (s) {
     s->nconns--;
@@ -86,17 +93,10 @@ static void on_timer_closed(uv_handle_t *h) {
   }
 }
 
-void io__conn_closed(uv_handle_t *h) {
-  io_conn_t *c = h->data;
-  /* The timer is closed second, so both handles are done when its
-   * callback runs. */
-  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-}
-
 static void conn_close_now(io_conn_t *c) {
   if (c->phase == IO_CLOSING) return;
   c->phase = IO_CLOSING;
-  uv_timer_stop(&c->timer);
+  io__timer_set(c, 0);
   io__client_cancel(c);
   /* A client between two connect attempts has its handle closing
    * already; that close callback finishes the job. */
@@ -144,17 +144,15 @@ static void conn_finish(io_conn_t *c) {
   if (!c->deadline_close || d < c->deadline_close) c->deadline_close = d;
   c->phase = IO_DRAIN;
   arm_timer(c);
-  if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+  if (!c->req && !(c->req = calloc(1, sizeof *c->req))) {
     conn_close_now(c);
     return;
   }
-  if (uv_shutdown(&c->req->shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
+  if (uv_shutdown(&c->req->u.shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
     conn_close_now(c);
 }
 
 /* ---- timers ------------------------------------------------------------- */
-
-static void on_timer(uv_timer_t *t);
 
 static void consider(uint64_t *best, uint64_t t) {
   if (t && (!*best || t < *best)) *best = t;
@@ -173,18 +171,13 @@ static void arm_timer(io_conn_t *c) {
     if (lim->idle_timeout && !c->ws.close_sent)
       consider(&best, c->last_recv + lim->idle_timeout);
   }
-  if (!best) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  uint64_t now = now_ms(c);
-  uv_timer_start(&c->timer, on_timer, best > now ? best - now : 0, 0);
+  if (best == c->due && c->theap_pos) return;
+  if (io__timer_set(c, best) != 0) io_conn_abort(c, 1006, "out of memory");
 }
 
 void io__conn_arm(io_conn_t *c) { arm_timer(c); }
 
-static void on_timer(uv_timer_t *t) {
-  io_conn_t *c = t->data;
+void io__conn_deadline(io_conn_t *c) {
   const io_limits_t *lim = c->lim;
   uint64_t now = now_ms(c);
   if (c->phase == IO_CLOSING) return;
@@ -283,17 +276,20 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
     http_error(c, r.hs.status, r.hs.reason);
     goto done;
   }
-  free(c->ext_response);
-  c->ext_response = NULL;
+  upgrade_free(c);
+  if (r.hs.is_upgrade && !(c->up = calloc(1, sizeof *c->up))) {
+    io_conn_abort(c, 1006, "out of memory");
+    goto done;
+  }
   if (r.hs.is_upgrade && lim->deflate.enabled) {
     char resp[WS_DEFLATE_HEADER_MAX];
     int d = ws_deflate_server_negotiate_headers(
-        &lim->deflate, headers, r.req.num_headers, &c->ext_params, resp);
+        &lim->deflate, headers, r.req.num_headers, &c->up->ext_params, resp);
     if (d == WS_DEFLATE_ESYNTAX) {
       http_error(c, 400, "invalid Sec-WebSocket-Extensions header");
       goto done;
     }
-    if (d == 1 && !(c->ext_response = strdup(resp))) {
+    if (d == 1 && !(c->up->ext_response = strdup(resp))) {
       io_conn_abort(c, 1006, "out of memory");
       goto done;
     }
@@ -352,10 +348,9 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
   c->keepalive = r.req.minor_version >= 1 &&
                  !ws_http_header_has_token(headers, r.req.num_headers,
                                            "connection", "close");
-  c->key[0] = 0;
-  if (r.hs.is_upgrade && r.hs.key.n < sizeof c->key) {
-    memcpy(c->key, r.hs.key.p, r.hs.key.n);
-    c->key[r.hs.key.n] = 0;
+  if (c->up && r.hs.key.n < sizeof c->up->key) {
+    memcpy(c->up->key, r.hs.key.p, r.hs.key.n);
+    c->up->key[r.hs.key.n] = 0;
   }
   c->phase = IO_HTTP_WAIT;
   if (c->reading) {
@@ -403,6 +398,7 @@ void io_conn_http_done(io_conn_t *c, int keepalive) {
     }
   }
   http_release(c);
+  upgrade_free(c);
   if (keepalive && c->keepalive) {
     c->phase = IO_HTTP_HEAD;
     c->deadline_http = now_ms(c) + c->lim->handshake_timeout;
@@ -468,7 +464,7 @@ static void ws_input(io_conn_t *c, uint8_t *data, size_t n) {
 }
 
 int io_conn_deflate_offered(const io_conn_t *c) {
-  return c && c->ext_response != NULL;
+  return c && c->up && c->up->ext_response != NULL;
 }
 
 int io_conn_deflate_on(const io_conn_t *c) {
@@ -477,14 +473,16 @@ int io_conn_deflate_on(const io_conn_t *c) {
 
 int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
                    size_t extra_len, int use_deflate) {
-  if (!c || c->phase != IO_HTTP_WAIT || !c->key[0]) return -1;
-  ws_slice_t key = {c->key, strlen(c->key)};
+  if (!c || c->phase != IO_HTTP_WAIT || !c->up || !c->up->key[0]) return -1;
+  struct io_upgrade *up = c->up;
+  ws_slice_t key = {up->key, strlen(up->key)};
   ws_buf_t lines = {0};
-  if (use_deflate && c->ext_response) {
-    ws_deflate_t *d = ws_deflate_new(&c->lim->deflate, &c->ext_params, 1);
+  if (use_deflate && up->ext_response) {
+    ws_deflate_t *d = ws_deflate_new(&c->lim->deflate, &up->ext_params, 1);
     static const char name[] = "Sec-WebSocket-Extensions: ";
     if (!d || ws_buf_append(&lines, name, sizeof name - 1, 0) ||
-        ws_buf_append(&lines, c->ext_response, strlen(c->ext_response), 0) ||
+        ws_buf_append(&lines, up->ext_response, strlen(up->ext_response),
+                      0) ||
         ws_buf_append(&lines, "\r\n", 2, 0) ||
         (extra_len && ws_buf_append(&lines, extra, extra_len, 0))) {
       ws_deflate_free(d);
@@ -495,11 +493,10 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
     extra = (const char *)WS_BUF_PTR(&lines);
     extra_len = WS_BUF_SIZE(&lines);
   }
-  free(c->ext_response);
-  c->ext_response = NULL;
   int w = ws_handshake_write_101(&c->ws.out, key, protocol, extra, extra_len);
   ws_buf_free(&lines);
   if (w) return -1;
+  upgrade_free(c);
   http_release(c);
   const io_limits_t *lim = c->lim;
   c->phase = IO_WS;
@@ -562,8 +559,7 @@ int io_conn_send_ex(io_conn_t *c, int opcode, const void *data, size_t len,
                     int flags) {
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
   if (len >= DIRECT_SEND_MIN && len <= UINT_MAX - WS_MAX_HEADER && data &&
-      !c->tls && !c->writing && !WS_BUF_SIZE(&c->ws.out) &&
-      !WS_BUF_SIZE(&c->wbuf)) {
+      !c->tls && !c->writing && !WS_BUF_SIZE(&c->ws.out)) {
     uint8_t hdr[WS_MAX_HEADER];
     size_t hl = ws_conn_direct_header(&c->ws, opcode, len, flags, hdr);
     if (hl) return send_direct(c, hdr, hl, data, len);
@@ -761,6 +757,7 @@ static void check_drain(io_conn_t *c);
 static void on_write(uv_write_t *req, int status) {
   io_conn_t *c = req->handle->data;
   c->writing = 0;
+  ws_buf_free(&c->req->wbuf);
   free(c->req); /* the request was c->req */
   c->req = NULL;
   if (c->phase == IO_CLOSING) return;
@@ -768,8 +765,6 @@ static void on_write(uv_write_t *req, int status) {
     io_conn_abort(c, 1006, uv_strerror(status));
     return;
   }
-  if (c->wbuf.cap > KEEP_BUF_CAP) ws_buf_free(&c->wbuf);
-  else ws_buf_consume(&c->wbuf, WS_BUF_SIZE(&c->wbuf));
   io__conn_flush(c);
   if (c->out_full && c->phase != IO_CLOSING) io__conn_start(c);
 }
@@ -825,16 +820,18 @@ void io__conn_flush(io_conn_t *c) {
     }
     ws_buf_consume(net, (size_t)r);
     if ((size_t)r < n) {
-      ws_buf_t t = c->wbuf;
-      c->wbuf = *net;
-      *net = t;
-      uv_buf_t w = uv_buf_init((char *)WS_BUF_PTR(&c->wbuf),
-                               (unsigned)WS_BUF_SIZE(&c->wbuf));
-      if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+      /* The rest goes with the request, and `out` starts afresh. */
+      if (!c->req && !(c->req = calloc(1, sizeof *c->req))) {
         io_conn_abort(c, 1006, "out of memory");
         return;
       }
-      if (uv_write(&c->req->write, (uv_stream_t *)&c->tcp, &w, 1, on_write)) {
+      ws_buf_free(&c->req->wbuf);
+      c->req->wbuf = *net;
+      memset(net, 0, sizeof *net);
+      uv_buf_t w = uv_buf_init((char *)WS_BUF_PTR(&c->req->wbuf),
+                               (unsigned)WS_BUF_SIZE(&c->req->wbuf));
+      if (uv_write(&c->req->u.write, (uv_stream_t *)&c->tcp, &w, 1,
+                   on_write)) {
         io_conn_abort(c, 1006, "write failed");
         return;
       }
@@ -851,7 +848,8 @@ void io__conn_flush(io_conn_t *c) {
 
 size_t io_conn_buffered(const io_conn_t *c) {
   if (!c) return 0;
-  return WS_BUF_SIZE(&c->ws.out) + WS_BUF_SIZE(&c->wbuf) + io__tls_pending(c);
+  return WS_BUF_SIZE(&c->ws.out) +
+         (c->req ? WS_BUF_SIZE(&c->req->wbuf) : 0) + io__tls_pending(c);
 }
 
 int io_conn_peer(const io_conn_t *c, char *ip, size_t iplen, int *port) {

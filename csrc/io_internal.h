@@ -13,6 +13,12 @@ void io__conn_flush(io_conn_t *c);
 void io__conn_start(io_conn_t *c);
 /* Arms the connection timer for its earliest deadline. */
 void io__conn_arm(io_conn_t *c);
+/* Sets the connection's deadline (loop time, ms; 0: none), when
+ * io__conn_deadline is to run.  Returns 0, or -1 when out of memory (the
+ * deadline is then not set). */
+int io__timer_set(io_conn_t *c, uint64_t due);
+/* A connection's deadline came (see io__timer_set). */
+void io__conn_deadline(io_conn_t *c);
 /* Links a new connection into its loop. */
 void io__conn_list_add(io_conn_t *c);
 /* The ws_conn event callback of every connection. */

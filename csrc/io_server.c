@@ -42,8 +42,6 @@ static void on_connection(uv_stream_t *server, int status) {
   c->loop = loop;
   c->server = s;
   c->lim = &s->limits;
-  uv_timer_init(loop->uv, &c->timer);
-  c->timer.data = c;
   ws_conn_init(&c->ws, WS_ROLE_SERVER, io__on_ws_event, c);
   io__conn_list_add(c);
   s->nconns++;

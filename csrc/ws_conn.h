@@ -100,6 +100,12 @@ typedef struct ws_conn {
   /* Configuration: set by ws_conn_init, may be changed before feeding. */
   uint8_t role;             /* ws_role_t */
   uint8_t rsv_allowed;      /* RSV bits an extension negotiated */
+
+  /* Message reassembly (the small fields; the rest is below). */
+  uint8_t msg_opcode;       /* opcode of the message in progress, or 0 */
+  uint8_t msg_rsv;          /* RSV bits of its first frame */
+  uint32_t utf8;            /* ws_utf8 state of a text message */
+
   size_t max_message_size;  /* 0: no limit */
   size_t max_frame_size;    /* 0: no limit */
   /* Limit on the inflated size of a compressed message; 0: the same as
@@ -122,20 +128,18 @@ typedef struct ws_conn {
   uint8_t hdr_len;          /* bytes of a partial header in hdr */
   uint8_t in_payload;       /* fh is parsed, payload follows */
   uint8_t mask_pos;
+  /* Bytes of a control frame split across reads, in ctl. */
+  uint8_t ctl_len;
   uint8_t hdr[WS_MAX_HEADER];
   ws_frame_header_t fh;
   uint64_t remaining;       /* payload bytes of fh not yet seen */
 
   /* Message reassembly. */
-  uint8_t msg_opcode;       /* opcode of the message in progress, or 0 */
-  uint8_t msg_rsv;          /* RSV bits of its first frame */
   uint64_t msg_wire;        /* compressed payload bytes of the message */
-  uint32_t utf8;            /* ws_utf8 state of a text message */
   ws_buf_t msg;             /* fragments so far; freed after delivery */
 
   /* A control frame split across reads, gathered in WS_MAX_CONTROL bytes
    * allocated only then (a whole one is handled in place). */
-  uint8_t ctl_len;
   uint8_t *ctl;
 
   /* Bytes to send. */
