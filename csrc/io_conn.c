@@ -75,6 +75,7 @@ void io__conn_closed(uv_handle_t *h) {
     loop->cb.on_closed(c, code, c->close_reason ? c->close_reason : "",
                        c->close_reason_len);
   }
+  io__timer_set(c, 0); /* out of the deadline heap (it should be already) */
   if (c->prev) c->prev->next = c->next;
   else loop->conns = c->next;
   if (c->next) c->next->prev = c->prev;

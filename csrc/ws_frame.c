@@ -18,6 +18,10 @@
 
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 int ws_frame_parse_header(const uint8_t *p, size_t n, ws_frame_header_t *h) {
   size_t need, lenbytes, i;
   uint8_t len7;
@@ -123,6 +127,29 @@ size_t ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n,
     int k;
     for (k = 0; k < 8; k++) pat[k] = mask[(pos + (size_t)k) & 3];
     memcpy(&m, pat, 8);
+#ifdef __SSE2__
+    /* 64 bytes a step in four 16-byte vectors (SSE2 is part of x86-64);
+     * unaligned loads and stores, the same repeated pattern. */
+    if (n >= 64) {
+      __m128i v = _mm_set1_epi64x((long long)m);
+      for (; n - i >= 64; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i b =
+            _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
+        __m128i c =
+            _mm_loadu_si128((const __m128i *)(const void *)(src + i + 32));
+        __m128i d =
+            _mm_loadu_si128((const __m128i *)(const void *)(src + i + 48));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, v));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 16),
+                         _mm_xor_si128(b, v));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 32),
+                         _mm_xor_si128(c, v));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 48),
+                         _mm_xor_si128(d, v));
+      }
+    }
+#endif
     for (; n - i >= 16; i += 16) {
       memcpy(&w, src + i, 8);
       memcpy(&w2, src + i + 8, 8);
