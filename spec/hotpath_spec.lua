@@ -206,4 +206,42 @@ describe("hot path", function()
     assert.equal(50, #got)
     for i = 1, 50 do assert.equal(tostring(i), got[i]) end
   end)
+
+  it("leaves no threads or connections behind after 300 connections come and go", function()
+    -- Heap after a full collection, in KiB.
+    local function heap()
+      collectgarbage()
+      collectgarbage()
+      return collectgarbage("count")
+    end
+    local function cycle(opts, n)
+      with_server(opts, function(_, url)
+        for i = 1, n do
+          local ws = assert(uvws.connect(url))
+          ws:send(i % 3 == 0 and "wait" or "x")
+          assert.is_truthy(ws:receive(2))
+          ws:close()
+        end
+      end)
+    end
+    local event = { on_message = function(ws, data)
+      if data == "wait" then uvws.sleep(0.001) end
+      ws:send(data)
+    end }
+    local coro = { handler = function(ws)
+      for data in ws:each() do
+        if data == "wait" then uvws.sleep(0.001) end
+        ws:send(data)
+      end
+    end }
+    cycle(event, 30)
+    cycle(coro, 30)
+    local base = heap()
+    cycle(event, 150)
+    cycle(coro, 150)
+    local grown = heap() - base
+    -- A leaked connection keeps its websocket, request and (for the
+    -- coroutine handler) a coroutine: well over 1 KiB each.
+    assert.is_true(grown < 100, ("the heap grew by %.0f KiB"):format(grown))
+  end)
 end)
