@@ -527,9 +527,17 @@ int io_conn_send(io_conn_t *c, int opcode, const void *data, size_t len) {
 
 /* Sends a large message without copying it: header and payload go to the
  * kernel at once, and only what it does not take is queued.  Returns a
- * WS_CONN_* code. */
-static int send_direct(io_conn_t *c, const uint8_t *hdr, size_t hl,
-                       const void *data, size_t len) {
+ * WS_CONN_* code, or SEND_QUEUE when the message must take the usual way.
+ * (Kept out of line: its stack frame stays off the small-message path.) */
+#define SEND_QUEUE 1
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int send_direct(io_conn_t *c, int opcode, const void *data,
+                       size_t len, int flags) {
+  uint8_t hdr[WS_MAX_HEADER];
+  size_t hl = ws_conn_direct_header(&c->ws, opcode, len, flags, hdr);
+  if (!hl) return SEND_QUEUE;
   uv_buf_t b[2];
   b[0] = uv_buf_init((char *)hdr, (unsigned)hl);
   b[1] = uv_buf_init((char *)data, (unsigned)len);
@@ -561,9 +569,8 @@ int io_conn_send_ex(io_conn_t *c, int opcode, const void *data, size_t len,
   if (!c || c->phase != IO_WS) return WS_CONN_ECLOSED;
   if (len >= DIRECT_SEND_MIN && len <= UINT_MAX - WS_MAX_HEADER && data &&
       !c->tls && !c->writing && !WS_BUF_SIZE(&c->ws.out)) {
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t hl = ws_conn_direct_header(&c->ws, opcode, len, flags, hdr);
-    if (hl) return send_direct(c, hdr, hl, data, len);
+    int r = send_direct(c, opcode, data, len, flags);
+    if (r != SEND_QUEUE) return r;
   }
   int r = ws_conn_send_ex(&c->ws, opcode, data, len, flags);
   if (r == WS_CONN_OK) io__conn_mark_dirty(c);
@@ -850,7 +857,8 @@ void io__conn_flush(io_conn_t *c) {
 size_t io_conn_buffered(const io_conn_t *c) {
   if (!c) return 0;
   return WS_BUF_SIZE(&c->ws.out) +
-         (c->req ? WS_BUF_SIZE(&c->req->wbuf) : 0) + io__tls_pending(c);
+         (c->req ? WS_BUF_SIZE(&c->req->wbuf) : 0) +
+         (c->tls ? io__tls_pending(c) : 0);
 }
 
 int io_conn_peer(const io_conn_t *c, char *ip, size_t iplen, int *port) {
