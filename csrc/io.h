@@ -117,6 +117,15 @@ struct io_loop {
   size_t theap_len, theap_cap;
   uv_timer_t ctimer;
   uint64_t tdue;            /* when ctimer fires, 0 when stopped */
+  /* Drained small output buffers, kept for the next connection that
+   * sends: a busy loop then does not malloc and free one per connection
+   * per turn, while idle connections hold none (io_conn.c).  The pool
+   * holds at most as many as the last loop turn's sends started (demand),
+   * so it empties when the traffic stops. */
+  ws_buf_t *spare;
+  size_t nspare, spare_cap, spare_bytes;
+  size_t spare_demand;      /* output buffers started this turn */
+  size_t spare_limit;       /* ... in the previous turn */
 };
 
 struct io_server {

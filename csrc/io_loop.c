@@ -29,7 +29,16 @@ void io_loop_flush(io_loop_t *loop) {
  * the check phase (right after the I/O callbacks) means every byte queued
  * during a loop turn, from any callback, is written in that same turn. */
 static void on_prepare(uv_prepare_t *h) {
-  io_loop_flush(h->data);
+  io_loop_t *loop = h->data;
+  io_loop_flush(loop);
+  /* A new turn: keep as many spare output buffers as the last one used. */
+  loop->spare_limit = loop->spare_demand;
+  loop->spare_demand = 0;
+  while (loop->nspare > loop->spare_limit) {
+    ws_buf_t *b = &loop->spare[--loop->nspare];
+    loop->spare_bytes -= b->cap;
+    ws_buf_free(b);
+  }
 }
 
 static void on_check(uv_check_t *h) {
@@ -227,5 +236,7 @@ void io_loop_free(io_loop_t *loop) {
   free(loop->rbuf);
   free(loop->tbuf);
   free(loop->theap);
+  while (loop->nspare) ws_buf_free(&loop->spare[--loop->nspare]);
+  free(loop->spare);
   free(loop);
 }
