@@ -21,6 +21,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -99,6 +102,7 @@ typedef struct l_ctx {
   int msgh;          /* stack index of the traceback handler on L during
                         run/step, or 0 */
   int running;
+  int malloc_tuned;  /* run() tuned glibc's malloc (once) */
   uv_timer_t budget; /* bounds the wait of step(budget) */
   int budget_init;
   uv_signal_t sig[MAX_SIGNALS];
@@ -668,8 +672,33 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
   return 1;
 }
 
+/* uvws.run() owns the process's main loop, so it tunes glibc's malloc
+ * for a server: by default glibc gives memory back to the kernel whenever
+ * more than 128 KiB is free at the top of the heap, and a Lua heap of
+ * large messages (a coroutine holds its last message until the next
+ * arrives; the collector frees them in batches) then grows and shrinks
+ * all the time: one page fault per 4 KiB, twice per 64 KiB message.
+ * Keeping up to 32 MiB (and serving blocks below 32 MiB from the heap, as
+ * glibc's own adaptive threshold ends up doing) stops that.  A user's own
+ * setting in the environment wins; hosts that run their own loop (step,
+ * uvws_step) are left alone. */
+static void tune_malloc(void) {
+#ifdef __GLIBC__
+  if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+      getenv("MALLOC_MMAP_THRESHOLD_"))
+    return;
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+#endif
+}
+
 static int l_run(lua_State *L) {
-  return run_loop(L, get_ctx(L), UV_RUN_DEFAULT, 0);
+  l_ctx_t *ctx = get_ctx(L);
+  if (!ctx->malloc_tuned) {
+    ctx->malloc_tuned = 1;
+    tune_malloc();
+  }
+  return run_loop(L, ctx, UV_RUN_DEFAULT, 0);
 }
 
 static int l_run_once(lua_State *L) {
