@@ -344,6 +344,7 @@ static void resume_co(l_ctx_t *ctx, lua_State *L, lua_State *co, int nargs) {
  * waits. */
 static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int n) {
   lua_State *co = box->waiter;
+  if (co && lua_status(co) != LUA_YIELD) co = box->waiter = NULL;
   if (!co) {
     lua_pop(L, n);
     return 0;
@@ -445,6 +446,12 @@ static int evt_k(lua_State *L, int st, lua_KContext k) {
 static int evt_resumed(lua_State *L, int st, lua_KContext k) {
   (void)st;
   (void)k;
+  l_ctx_t *ctx = EVT_CTX(L);
+  if (ctx->starting != L || lua_gettop(L) != 6 || !lua_touserdata(L, 1)) {
+    if (ctx->ready == L) ctx->ready = NULL; /* it ends here */
+    return luaL_error(L, "uvws: a parked event-handler coroutine was "
+                         "resumed from outside uvws");
+  }
   lua_pushcfunction(L, evt_msgh);
   return evt_loop(L);
 }
@@ -458,6 +465,7 @@ static int evt_body(lua_State *L) {
  * pushes userdata, handler, obj, a, b, mode on it and calls evt_run. */
 static lua_State *evt_thread(l_ctx_t *ctx, lua_State *L, int *fresh) {
   lua_State *co = ctx->ready;
+  if (co && lua_status(co) != LUA_YIELD) co = NULL; /* not parked: ended */
   *fresh = !co;
   if (!co) {
     co = lua_newthread(L);
@@ -468,7 +476,8 @@ static lua_State *evt_thread(l_ctx_t *ctx, lua_State *L, int *fresh) {
   return co;
 }
 
-static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh) {
+static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
+                    l_conn_t *box, int mode) {
   lua_State *prev = ctx->starting;
   ctx->starting = co;
   ctx->idle = NULL;
@@ -489,6 +498,9 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh) {
   } else if (st == LUA_YIELD) {
     if (nres) lua_pop(co, nres); /* its handler waits: the wait holds it */
   } else if (st != LUA_OK) {
+    /* Not a handler's error (evt_loop catches those): the thread itself
+     * failed.  The connection must not stay busy for ever. */
+    if (mode == EVT_MESSAGE) box->busy = 0;
     report_co_error(ctx, L, co);
   }
   if (fresh) lua_pop(L, 1);
@@ -500,6 +512,8 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   l_ctx_t *ctx = c->loop->data;
   lua_State *L = ctx->L;
   if (!box || !L || ctx->dispatch_ref == LUA_NOREF) return;
+  if (box->waiter && lua_status(box->waiter) != LUA_YIELD)
+    box->waiter = NULL; /* closed (coroutine.close) while it waited */
   if (box->waiter && box->qh > box->qt && (!box->evt || box->busy)) {
     /* The hot path: straight to the coroutine waiting in receive. */
     lua_State *co = box->waiter;
@@ -519,7 +533,7 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
     lua_pushlstring(co, (const char *)data, len);
     push_kind(ctx, co, box, opcode);
     lua_pushinteger(co, EVT_MESSAGE);
-    evt_run(ctx, L, co, fresh);
+    evt_run(ctx, L, co, fresh, box, EVT_MESSAGE);
     return;
   }
   int top = lua_gettop(L);
@@ -1218,7 +1232,7 @@ static int l_conn_run_event(lua_State *L) {
   lua_State *co = evt_thread(ctx, L, &fresh);
   if (fresh) lua_insert(L, 1);
   lua_xmove(L, co, 6); /* ud, fn, obj, a, b, mode */
-  evt_run(ctx, L, co, fresh);
+  evt_run(ctx, L, co, fresh, box, open ? EVT_MESSAGE : EVT_OTHER);
   return 0;
 }
 
@@ -1317,9 +1331,23 @@ slow:
 
 /* Continuation of receive: stack 1 ws, 2 timeout, [3 timer entry], then
  * what the waker passed (data, kind or nil, message, name). */
+/* The continuation context of a receive: the box pointer (aligned) with
+ * the stack base in its low bits. */
+#define WAIT_CTX(box, base) ((lua_KContext)(intptr_t)(box) | (base))
+#define WAIT_BOX(k) ((l_conn_t *)(intptr_t)((k) & ~(lua_KContext)3))
+#define WAIT_BASE(k) ((int)((k) & 3))
+
+/* After a wait: normally on_message or wake cleared the waiter; if
+ * something else resumed the coroutine, it is not waiting any more. */
+static void wait_done(lua_State *L, lua_KContext k) {
+  l_conn_t *box = WAIT_BOX(k);
+  if (box->waiter == L) box->waiter = NULL;
+}
+
 static int ws_receive_k(lua_State *L, int st, lua_KContext k) {
   (void)st;
-  int base = (int)k;
+  wait_done(L, k);
+  int base = WAIT_BASE(k);
   if (base == 3) {
     lua_pushvalue(L, lua_upvalueindex(WU_CANCEL));
     lua_pushvalue(L, 3);
@@ -1349,7 +1377,7 @@ static int l_ws_receive(lua_State *L) {
     lua_call(L, 1, 3);
     return 3;
   }
-  if (box->waiter)
+  if (box->waiter && box->waiter != L && lua_status(box->waiter) == LUA_YIELD)
     return raise_at_caller(
         L, "uvws: two coroutines are receiving on the same connection");
   if (!lua_isyieldable(L)) /* the main thread never is */
@@ -1370,13 +1398,14 @@ static int l_ws_receive(lua_State *L) {
     base = 3;
   }
   set_waiter(L, box);
-  return lua_yieldk(L, 0, base, ws_receive_k);
+  return lua_yieldk(L, 0, WAIT_CTX(box, base), ws_receive_k);
 }
 
 /* The each() iterator: next(ws) -> data, kind, or nil at the end. */
 static int ws_next_k(lua_State *L, int st, lua_KContext k) {
   (void)st;
-  int n = lua_gettop(L) - (int)k;
+  wait_done(L, k);
+  int n = lua_gettop(L) - WAIT_BASE(k);
   if (n == 0 || lua_isnil(L, -n)) return 0;
   return n;
 }
@@ -1389,14 +1418,14 @@ static int l_ws_next(lua_State *L) {
     return 2;
   }
   if (box->closed || !box->c) return 0;
-  if (box->waiter)
+  if (box->waiter && box->waiter != L && lua_status(box->waiter) == LUA_YIELD)
     return raise_at_caller(
         L, "uvws: two coroutines are receiving on the same connection");
   if (!lua_isyieldable(L))
     return raise_at_caller(L, "uvws: receive must be called inside a "
                               "coroutine (start one with uvws.spawn)");
   set_waiter(L, box);
-  return lua_yieldk(L, 0, 1, ws_next_k);
+  return lua_yieldk(L, 0, WAIT_CTX(box, 1), ws_next_k);
 }
 
 /* ws_methods{send_slow=, closed_error=, arm_timeout=, cancel_timer=}

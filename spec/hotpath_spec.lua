@@ -244,4 +244,40 @@ describe("hot path", function()
     -- coroutine handler) a coroutine: well over 1 KiB each.
     assert.is_true(grown < 100, ("the heap grew by %.0f KiB"):format(grown))
   end)
+
+  it("survives coroutines resumed from outside uvws (no crash, a clear error)", function()
+    local parked
+    with_server({ on_message = function(ws, data)
+      parked = coroutine.running()
+      ws:send(data)
+    end }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      ws:send("a")
+      assert.same({ "a", "text" }, { ws:receive(2) })
+      -- The event handler's coroutine is parked for the next message.
+      local ok, err = coroutine.resume(parked, "junk")
+      assert.is_false(ok)
+      assert.matches("resumed from outside uvws", err)
+      -- The server goes on with a new coroutine.
+      ws:send("b")
+      assert.same({ "b", "text" }, { ws:receive(2) })
+      -- A coroutine waiting in receive, resumed by hand: it gets the values,
+      -- and is no longer the receiver.
+      local got
+      local co = coroutine.create(function() got = { ws:receive() } end)
+      assert(coroutine.resume(co))
+      assert(coroutine.resume(co, "by", "hand"))
+      assert.same({ "by", "hand" }, got)
+      ws:send("c")
+      assert.same({ "c", "text" }, { ws:receive(2) })
+      -- A coroutine closed while it waits in receive: the next message
+      -- goes to the next receiver.
+      co = coroutine.create(function() ws:receive() end)
+      assert(coroutine.resume(co))
+      assert(coroutine.close(co))
+      uvws.spawn(function() uvws.sleep(0.1) ws:send("d") end)
+      assert.same({ "d", "text" }, { ws:receive(2) })
+      ws:close()
+    end)
+  end)
 end)
