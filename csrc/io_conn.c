@@ -397,12 +397,15 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
     c->up->key[r.hs.key.n] = 0;
   }
   c->phase = IO_HTTP_WAIT;
-  if (c->reading) {
+  c->handed_up = 1;
+  c->loop->cb.on_request(c, &r);
+  /* Reading pauses while the layer above decides -- unless it already
+   * did, as it usually does, within the callback: stopping and restarting
+   * would cost two more epoll_ctl calls per handshake. */
+  if (c->reading && (c->phase == IO_HTTP_WAIT || c->phase == IO_HTTP_CLOSE)) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
-  c->handed_up = 1;
-  c->loop->cb.on_request(c, &r);
 
 done:
   if (headers != stack_headers) free(headers);
