@@ -1363,6 +1363,16 @@ static int ws_receive_k(lua_State *L, int st, lua_KContext k) {
   return lua_gettop(L) - base;
 }
 
+/* Raises unless L may wait for a message on box. */
+static void check_can_wait(lua_State *L, l_conn_t *box) {
+  if (box->waiter && box->waiter != L && lua_status(box->waiter) == LUA_YIELD)
+    raise_at_caller(L, "uvws: two coroutines are receiving on the same "
+                       "connection");
+  if (!lua_isyieldable(L)) /* the main thread never is */
+    raise_at_caller(L, "uvws: receive must be called inside a coroutine "
+                       "(start one with uvws.spawn)");
+}
+
 /* receive(ws [, timeout]) -> data, kind | nil, message, name */
 static int l_ws_receive(lua_State *L) {
   lua_settop(L, 2);
@@ -1377,12 +1387,7 @@ static int l_ws_receive(lua_State *L) {
     lua_call(L, 1, 3);
     return 3;
   }
-  if (box->waiter && box->waiter != L && lua_status(box->waiter) == LUA_YIELD)
-    return raise_at_caller(
-        L, "uvws: two coroutines are receiving on the same connection");
-  if (!lua_isyieldable(L)) /* the main thread never is */
-    return raise_at_caller(L, "uvws: receive must be called inside a "
-                              "coroutine (start one with uvws.spawn)");
+  check_can_wait(L, box);
   int base = 2;
   if (!lua_isnil(L, 2)) {
     lua_Number t = lua_tonumber(L, 2);
@@ -1418,12 +1423,7 @@ static int l_ws_next(lua_State *L) {
     return 2;
   }
   if (box->closed || !box->c) return 0;
-  if (box->waiter && box->waiter != L && lua_status(box->waiter) == LUA_YIELD)
-    return raise_at_caller(
-        L, "uvws: two coroutines are receiving on the same connection");
-  if (!lua_isyieldable(L))
-    return raise_at_caller(L, "uvws: receive must be called inside a "
-                              "coroutine (start one with uvws.spawn)");
+  check_can_wait(L, box);
   set_waiter(L, box);
   return lua_yieldk(L, 0, WAIT_CTX(box, 1), ws_next_k);
 }

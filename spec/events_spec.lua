@@ -2,25 +2,7 @@
 -- coroutines they run in, tested in-process with the uvws client.
 local uvws = require "uvws"
 
--- Runs fn in a coroutine with a server built from opts, then closes the
--- server so uvws.run() returns; a watchdog bounds the whole test.
-local function with_server(opts, fn)
-  opts.host, opts.port = "127.0.0.1", 0
-  local srv = assert(uvws.listen(opts))
-  local done, err = false, nil
-  uvws.spawn(function()
-    local ok, e = pcall(fn, srv, "ws://127.0.0.1:" .. srv.port .. "/")
-    if not ok then err = e end
-    done = true
-    srv:close()
-  end)
-  local deadline = uvws.now() + 10
-  while not done and uvws.now() < deadline do uvws.step(50) end
-  if not done then srv:close() end
-  for _ = 1, 20 do uvws.step(10) end
-  assert(done, "the test did not finish within 10 s")
-  if err then error(err, 0) end
-end
+local with_server = require("spec.helper").with_server
 
 describe("event-style handlers", function()
   it("calls on_open, on_message in order (even when a call waits) and on_close", function()

@@ -662,6 +662,28 @@ function M.run_uvws(fn, limit)
   if failure then error(failure, 0) end
 end
 
+--- Runs fn(srv, url) in a coroutine against an in-process server built
+-- from opts (uvws.listen options; host and port are set here), stepping
+-- the loop until fn returns; a watchdog bounds the whole test at 10 s.
+function M.with_server(opts, fn)
+  local uvws = require "uvws"
+  opts.host, opts.port = "127.0.0.1", 0
+  local srv = assert(uvws.listen(opts))
+  local done, err = false, nil
+  uvws.spawn(function()
+    local ok, e = pcall(fn, srv, "ws://127.0.0.1:" .. srv.port .. "/")
+    if not ok then err = e end
+    done = true
+    srv:close()
+  end)
+  local deadline = uvws.now() + 10
+  while not done and uvws.now() < deadline do uvws.step(50) end
+  if not done then srv:close() end
+  for _ = 1, 20 do uvws.step(10) end
+  assert(done, "the test did not finish within 10 s")
+  if err then error(err, 0) end
+end
+
 --- Starts `cmd` from the repository root; ready(p) says when it is up
 -- (polled for at most `timeout` seconds, default 10).  Returns
 -- {pid, stdout(), stop()}; raises with its output if it does not come up.

@@ -3,25 +3,7 @@
 -- handlers on a parked thread.  In-process, with the uvws client.
 local uvws = require "uvws"
 
--- Runs fn(srv, url) in a coroutine against a server built from opts; a
--- watchdog bounds the whole test.
-local function with_server(opts, fn)
-  opts.host, opts.port = "127.0.0.1", 0
-  local srv = assert(uvws.listen(opts))
-  local done, err = false, nil
-  uvws.spawn(function()
-    local ok, e = pcall(fn, srv, "ws://127.0.0.1:" .. srv.port .. "/")
-    if not ok then err = e end
-    done = true
-    srv:close()
-  end)
-  local deadline = uvws.now() + 10
-  while not done and uvws.now() < deadline do uvws.step(50) end
-  if not done then srv:close() end
-  for _ = 1, 20 do uvws.step(10) end
-  assert(done, "the test did not finish within 10 s")
-  if err then error(err, 0) end
-end
+local with_server = require("spec.helper").with_server
 
 local function echo_handler(ws)
   for data, kind in ws:each() do ws:send(data, kind) end
