@@ -12,7 +12,11 @@
 #   SECS REPS WARM         measured seconds, repetitions, warm-up [10 3 2]
 #   SERVERS     echo peers [tcpecho uvws uvws_event uvws_deflate node_ws py_websockets]
 #               (uvws_event: bench/event_server.lua, on_message handler)
-#   PHASES      [echo tls handshake idle]
+#   PHASES      [echo tls handshake idle]; tls runs bench/tls_deflate.sh
+#               (wss:// and permessage-deflate with bench/loadgen.lua)
+#   TLS_SECS TLS_CONFIGS TLS_MD   its seconds per cell [min(SECS, 5)], its
+#               conns:size:depth list [its own] and the Markdown file it
+#               updates [bench/TLS_DEFLATE.md; empty: none]
 #   ECHO_CONFIGS           conns:size:depth list [the issue-6 matrix]
 #   DEFLATE_CONFIGS        the subset run against echo_server.lua --deflate
 #   IDLE_CONNS HS_WORKERS  [10000 32]
@@ -212,21 +216,20 @@ if phase echo; then
   for n in $SERVERS; do stop_server "$n"; done
 fi
 
-# --- TLS -------------------------------------------------------------------------
+# --- TLS and deflate ---------------------------------------------------------------
+# wsbench speaks ws:// only and offers no permessage-deflate, so this phase
+# runs bench/tls_deflate.sh: uvws's own client (bench/loadgen.lua) against
+# echo_server.lua plain, --tls, --deflate and both, interleaved, from this
+# run's snapshot.  Its results go to $OUT/tls_deflate/ and its table to
+# $TLS_MD (bench/TLS_DEFLATE.md); at most TLS_SECS (5) s per cell.
 if phase tls; then
-  if "$WSB" 2>&1 | grep -qiE 'wss|tls'; then
-    say "this wsbench mentions TLS, but bench/run.sh does not drive it yet"
+  TLS_SECS=${TLS_SECS:-$(awk -v s="$SECS" 'BEGIN{print (s < 5 ? s : 5)}')}
+  if SNAP=$SNAP OUT=$OUT/tls_deflate SECS=$TLS_SECS REPS=$REPS WARM=1 \
+       QUIET=$QUIET QUIET_MAX_S=$QUIET_MAX_S FOREIGN_MAX=$FOREIGN_MAX RETRIES=$RETRIES MD=${TLS_MD-$REPO/bench/TLS_DEFLATE.md} \
+       CONFIGS=${TLS_CONFIGS:-} bash bench/tls_deflate.sh; then
+    say "TLS/deflate table: $OUT/tls_deflate/table.md"
   else
-    # wsbench speaks ws:// only: check that the TLS server comes up with a
-    # throwaway certificate, record the skip, measure nothing.
-    mkdir -p "$OUT/tls"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-      -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null
-    started=false
-    start_server uvws_tls && started=true
-    stop_server uvws_tls
-    echo "{\"mode\":\"echo\",\"label\":\"uvws_tls\",\"server\":\"uvws_tls\",\"skipped\":\"wsbench has no wss:// client\",\"server_started\":$started}" >>"$RAW"
-    say "TLS echo skipped: wsbench has no wss:// client (server started: $started)"
+    say "bench/tls_deflate.sh failed (see $OUT/tls_deflate/)"
   fi
 fi
 
@@ -265,6 +268,10 @@ $PY bench/summarize.py "$RAW" --env "$OUT/env.txt" ${REF:+--ref "$REF"} \
 if command -v gnuplot >/dev/null; then
   mkdir -p "$(dirname "$PNG")"
   gnuplot -e "datafile='$OUT/plot.dat'; outfile='$PNG'" bench/plot.gp && say "plot: $PNG"
+fi
+if [ -f "$OUT/tls_deflate/table.md" ]; then
+  { echo; echo "### TLS and permessage-deflate (bench/loadgen.lua client, bench/tls_deflate.sh)"; echo
+    cat "$OUT/tls_deflate/table.md"; } >>"$OUT/table.md"
 fi
 cat "$OUT/table.md"
 say "results: $RAW"
