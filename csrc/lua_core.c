@@ -103,6 +103,9 @@ typedef struct l_ctx {
                         run/step, or 0 */
   int running;
   int malloc_tuned;  /* run() tuned glibc's malloc (once) */
+  uv_timer_t trim;   /* follows the Lua heap with glibc's trim threshold */
+  int trim_init;
+  size_t trim_set;   /* the threshold last set, bytes */
   uv_timer_t budget; /* bounds the wait of step(budget) */
   int budget_init;
   uv_signal_t sig[MAX_SIGNALS];
@@ -692,25 +695,73 @@ static int run_loop(lua_State *L, l_ctx_t *ctx, uv_run_mode mode,
  * large messages (a coroutine holds its last message until the next
  * arrives; the collector frees them in batches) then grows and shrinks
  * all the time: one page fault per 4 KiB, twice per 64 KiB message.
- * Keeping up to 32 MiB (and serving blocks below 32 MiB from the heap, as
- * glibc's own adaptive threshold ends up doing) stops that.  A user's own
+ * Keeping at least 32 MiB, and twice the Lua heap when that is more
+ * (on_trim), and serving blocks below 32 MiB from the heap, as glibc's own
+ * adaptive threshold ends up doing, stops that.  A user's own
  * setting in the environment wins; hosts that run their own loop (step,
  * uvws_step) are left alone. */
-static void tune_malloc(void) {
+#define TRIM_MIN ((size_t)32 * 1024 * 1024)
+#define TRIM_MAX ((size_t)1024 * 1024 * 1024)
+
+/* Every second: the trim threshold follows the Lua heap.  The collector
+ * lets garbage grow to about the live size before a cycle frees it in a
+ * batch, so a threshold of twice the heap keeps a busy server from giving
+ * memory back only to fault it in again (1000 connections echoing 64 KiB
+ * to coroutine handlers hold 64 MB of last messages: 4 page faults per
+ * message with a fixed 32 MiB), while a heap that shrinks after a burst
+ * lowers it again, so the memory is returned. */
+static void on_trim(uv_timer_t *t) {
+#ifdef __GLIBC__
+  l_ctx_t *ctx = t->data;
+  lua_State *L = ctx->main;
+  size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024;
+  size_t want = heap * 2;
+  if (want < TRIM_MIN) want = TRIM_MIN;
+  if (want > TRIM_MAX) want = TRIM_MAX;
+  /* Only a change of a quarter or more is worth a mallopt. */
+  if (want > ctx->trim_set + ctx->trim_set / 4 ||
+      want < ctx->trim_set - ctx->trim_set / 4) {
+    mallopt(M_TRIM_THRESHOLD, (int)want);
+    ctx->trim_set = want;
+  }
+#else
+  (void)t;
+#endif
+}
+
+static void tune_malloc(l_ctx_t *ctx) {
 #ifdef __GLIBC__
   if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
       getenv("MALLOC_MMAP_THRESHOLD_"))
     return;
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, (int)TRIM_MIN);
+  ctx->trim_set = TRIM_MIN;
+  if (uv_timer_init(ctx->loop->uv, &ctx->trim) == 0) {
+    ctx->trim.data = ctx;
+    ctx->trim_init = 1;
+    uv_timer_start(&ctx->trim, on_trim, 1000, 1000);
+    uv_unref((uv_handle_t *)&ctx->trim);
+  }
+#else
+  (void)ctx;
 #endif
+}
+
+/* trim_threshold(): glibc's trim threshold as run() last set it, or nil
+ * when run() left malloc alone (for tests). */
+static int l_trim_threshold(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  if (!ctx->trim_set) return 0;
+  lua_pushinteger(L, (lua_Integer)ctx->trim_set);
+  return 1;
 }
 
 static int l_run(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   if (!ctx->malloc_tuned) {
     ctx->malloc_tuned = 1;
-    tune_malloc();
+    tune_malloc(ctx);
   }
   return run_loop(L, ctx, UV_RUN_DEFAULT, 0);
 }
@@ -1686,6 +1737,10 @@ static int l_ctx_gc(lua_State *L) {
       uv_close((uv_handle_t *)&ctx->budget, NULL);
       ctx->budget_init = 0;
     }
+    if (ctx->trim_init) {
+      uv_close((uv_handle_t *)&ctx->trim, NULL);
+      ctx->trim_init = 0;
+    }
     io_loop_free(ctx->loop);
     ctx->loop = NULL;
   }
@@ -1749,6 +1804,7 @@ static const luaL_Reg funcs[] = {
   {"utf8_valid", l_utf8_valid},
   {"getpid", l_getpid},
   {"frame", l_frame},
+  {"trim_threshold", l_trim_threshold},
   {NULL, NULL}
 };
 

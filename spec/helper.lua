@@ -84,9 +84,16 @@ do
   end
 end
 
+-- Shell text that points lua5.4 at this tree's modules and core.
 local function lua_env()
   return "export LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'; " ..
          "export LUA_CPATH='" .. (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;'; "
+end
+
+--- The same as a command prefix (`env ... `), for M.run.
+function M.lua_env()
+  return "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='" ..
+         (os.getenv("UVWS_CPATH") or "./build/?.so") .. ";;' "
 end
 
 -- Spawns `lua5.4 script args...` from the repository root and waits (at

@@ -54,3 +54,39 @@ describe("malloc tuning in uvws.run()", function()
     assert.is_true(faults < 600, ("%d minor page faults for 1200 messages"):format(faults))
   end)
 end)
+
+describe("the trim threshold follows the Lua heap", function()
+  it("rises past twice a large heap and falls back once it is freed", function()
+    local h = require "spec.helper"
+    local script = h.tmpname(".lua")
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local uvws = require "uvws"
+      local core = require "uvws.core"
+      uvws.spawn(function()
+        local t0 = core.trim_threshold()
+        local big = {}
+        for i = 1, 40 do big[i] = string.rep(string.char(i), 2 * 1024 * 1024) end
+        uvws.sleep(1.3)
+        local t1 = core.trim_threshold()
+        big = nil
+        collectgarbage(); collectgarbage()
+        uvws.sleep(1.3)
+        print(t0, t1, core.trim_threshold(), big)
+        uvws.stop()
+      end)
+      uvws.run()
+    ]])
+    f:close()
+    local out = h.run(h.lua_env() .. h.LUA .. " " .. h.q(script) .. " 2>&1", 20)
+    os.remove(script)
+    local t0, t1, t2 = out:match("^(%S+)\t(%S+)\t(%S+)")
+    assert.is_truthy(t0, "unexpected output: " .. out)
+    if t0 == "nil" then return end   -- MALLOC_* or GLIBC_TUNABLES set: left alone
+    local MiB = 1024 * 1024
+    assert.equal(32 * MiB, tonumber(t0))
+    -- 80 MiB of strings: the threshold is at least twice that.
+    assert.is_true(tonumber(t1) >= 160 * MiB, "while 80 MiB is live: " .. t1)
+    assert.equal(32 * MiB, tonumber(t2))
+  end)
+end)
