@@ -57,7 +57,6 @@ end)
 
 describe("the trim threshold follows the Lua heap", function()
   it("rises past twice a large heap and falls back once it is freed", function()
-    local h = require "spec.helper"
     local script = h.tmpname(".lua")
     local f = assert(io.open(script, "w"))
     f:write([[
