@@ -90,7 +90,7 @@ typedef struct l_ctx {
                        the main thread (a host driving the loop itself) */
   lua_State *main;
   int dispatch_ref;
-  int report_ref;    /* fn(message): an error escaped a coroutine */
+  int finish_ref;    /* fn(co, ok, err): a coroutine resumed from C ended */
   int evt_error_ref; /* fn(obj, {err, trace}): an event handler failed */
   int ready_ref;     /* registry slot anchoring the ready thread */
   lua_State *ready;  /* a thread parked for the next event handler call */
@@ -318,28 +318,53 @@ static void push_kind(l_ctx_t *ctx, lua_State *L, const l_conn_t *box,
   else lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->kind_ref[opcode == WS_OP_BINARY]);
 }
 
-/* Reports an error that ended coroutine `co` (its message on top of co). */
+/* Reports an error that ended coroutine `co` (its message on top of co)
+ * when no Lua hook takes it. */
 static void report_co_error(l_ctx_t *ctx, lua_State *L, lua_State *co) {
+  (void)ctx;
   const char *msg = luaL_tolstring(co, -1, NULL);
   luaL_traceback(L, co, msg, 0);
   lua_pop(co, 2);
-  if (ctx->report_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->report_ref);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
-  }
   fprintf(stderr, "uvws: error in a coroutine: %s\n", lua_tostring(L, -1));
   lua_pop(L, 1);
 }
 
-/* Resumes `co` with the nargs values on its stack; reports errors. */
+/* A coroutine resumed from C ended (st: LUA_OK, or an error with its
+ * message on top of co): the Lua hook (set_dispatch's `finished`) gets
+ * co, ok, err.  It reports errors and finishes a connection whose handler
+ * this was. */
+static void co_finished(l_ctx_t *ctx, lua_State *L, lua_State *co, int st) {
+  if (ctx->finish_ref == LUA_NOREF) {
+    if (st != LUA_OK) report_co_error(ctx, L, co);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->finish_ref);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_pushboolean(L, st == LUA_OK);
+  if (st != LUA_OK) {
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "uvws: internal error in the coroutine hook: %s\n",
+            msg ? msg : "(error object is not a string)");
+    lua_pop(L, 1);
+  }
+}
+
+/* Resumes `co` with the nargs values on its stack; an end goes to
+ * co_finished. */
 static void resume_co(l_ctx_t *ctx, lua_State *L, lua_State *co, int nargs) {
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
   if (st == LUA_YIELD) {
     if (nres) lua_pop(co, nres);
   }
-  else if (st != LUA_OK) report_co_error(ctx, L, co);
+  else co_finished(ctx, L, co, st);
 }
 
 /* Hands the values on top of L (n of them) to the coroutine waiting in
@@ -504,7 +529,7 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
     /* Not a handler's error (evt_loop catches those): the thread itself
      * failed.  The connection must not stay busy for ever. */
     if (mode == EVT_MESSAGE) box->busy = 0;
-    report_co_error(ctx, L, co);
+    co_finished(ctx, L, co, st);
   }
   if (fresh) lua_pop(L, 1);
 }
@@ -630,17 +655,17 @@ static void on_timer(io_loop_t *loop) {
 
 /* ---- module functions ------------------------------------------------------ */
 
-/* set_dispatch(dispatch, report, event_error): the event dispatcher; the
- * reporter of errors that end a coroutine resumed from C (gets the message
- * with a traceback); the handler of event-handler errors (gets the object
- * and {err, trace}). */
+/* set_dispatch(dispatch, finished, event_error): the event dispatcher;
+ * the hook called when a coroutine resumed from C ends (gets the
+ * coroutine, true or false, and the error value); the handler of
+ * event-handler errors (gets the object and {err, trace}). */
 static int l_set_dispatch(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
-  int *refs[3] = {&ctx->dispatch_ref, &ctx->report_ref, &ctx->evt_error_ref};
+  int *refs[3] = {&ctx->dispatch_ref, &ctx->finish_ref, &ctx->evt_error_ref};
   for (int i = 2; i >= 0; i--) {
     if (*refs[i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
     *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1870,7 +1895,7 @@ int luaopen_uvws_core(lua_State *L) {
     l_ctx_t *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
     memset(ctx, 0, sizeof *ctx);
     ctx->dispatch_ref = LUA_NOREF;
-    ctx->report_ref = LUA_NOREF;
+    ctx->finish_ref = LUA_NOREF;
     ctx->evt_error_ref = LUA_NOREF;
     lua_pushboolean(L, 0);
     ctx->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -189,6 +189,46 @@ describe("hot path", function()
     for i = 1, 50 do assert.equal(tostring(i), got[i]) end
   end)
 
+  it("finishes a handler coroutine however it ends: at once, after a message, after a sleep", function()
+    local errors = {}
+    local function on_error(err, trace) errors[#errors + 1] = { err = err, trace = trace } end
+    local handler = function(ws)
+      local how = ws.request.path
+      if how == "/raise-now" then error("raised at once") end
+      if how == "/return-now" then return end
+      local data = ws:receive()
+      if how == "/raise-after-message" then error("raised after " .. data) end
+      uvws.sleep(0.01)
+      if how == "/raise-after-sleep" then error({ code = 42 }) end
+      ws:send("done")
+    end
+    with_server({ handler = handler, on_error = on_error }, function(_, url)
+      local cases = {
+        { "/raise-now", 1011 }, { "/return-now", 1000 },
+        { "/raise-after-message", 1011 }, { "/raise-after-sleep", 1011 },
+        { "/return-after-sleep", 1000, "done" },
+      }
+      for _, case in ipairs(cases) do
+        local ws = assert(uvws.connect(url:gsub("/$", "") .. case[1]))
+        ws:send("m")
+        if case[3] then assert.same({ case[3], "text" }, { ws:receive(2) }) end
+        local data, _, name = ws:receive(2)
+        assert.is_nil(data)
+        assert.equal("closed", name, case[1])
+        assert.equal(case[2], ws.close_code, case[1])
+      end
+    end)
+    assert.equal(3, #errors)
+    assert.matches("raised at once", errors[1].err)
+    assert.matches("raised after m", errors[2].err)
+    assert.same({ code = 42 }, errors[3].err)
+    for _, e in ipairs(errors) do
+      -- The traceback comes from the handler's own coroutine.
+      assert.matches("stack traceback", e.trace)
+      assert.matches("hotpath_spec.lua", e.trace)
+    end
+  end)
+
   it("leaves no threads or connections behind after 300 connections come and go", function()
     -- Heap after a full collection, in KiB.
     local function heap()

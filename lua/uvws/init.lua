@@ -373,6 +373,10 @@ local check_deflate
 -- The pooled threads and the per-connection queue are in C (lua_core.c:
 -- evt_start); errors come here.
 local function report_event_error(ws, e)
+  if getmetatable(ws) ~= WS then   -- the upgrade (obj: the server) failed
+    pcall(ws.on_error or default_on_error, e.err, e.trace)
+    return
+  end
   local srv = ws.server
   pcall(srv and srv.on_error or default_on_error, e.err, e.trace)
   if not ws.closed then ws._c:close(1011, "internal error") end
@@ -646,16 +650,38 @@ local function traceback_err(e)
   return { err = e, trace = debug.traceback(tostring(e), 2) }
 end
 
--- The body of a connection's coroutine (one shared function: no closure
--- per connection).
-local function handler_main(srv, ws)
-  local hok, herr = xpcall(srv.handler, traceback_err, ws)
-  if not hok then
-    pcall(srv.on_error, herr.err, herr.trace)
+-- A connection's coroutine runs srv.handler itself, with no protected call
+-- inside it: a C frame (pcall, xpcall) pins 20 stack slots, and with one
+-- more under the C frame of a waiting receive a coroutine outgrows its
+-- first stack (40 slots) and costs 640 bytes more for its whole life.  So
+-- how a handler ends is seen where its coroutine is resumed
+-- (sched.finished, called from C and from sched.wake): an error goes to
+-- on_error and closes with 1011, a return closes with 1000.
+local handler_ws = setmetatable({}, { __mode = "k" })   -- coroutine -> ws
+
+local function handler_finished(co, ok, err)
+  local ws = handler_ws[co]
+  if not ws then return false end
+  handler_ws[co] = nil
+  if not ok then
+    pcall(ws.server.on_error, err, debug.traceback(co, tostring(err)))
     if not ws.closed then ws._c:close(1011, "internal error") end
   elseif not ws.closed then
-    ws:close(1000)
+    ws._c:close(1000, "")
   end
+  return true
+end
+
+local report_finished = sched.finished
+function sched.finished(co, ok, err)
+  if not handler_finished(co, ok, err) then report_finished(co, ok, err) end
+end
+
+local function start_coroutine(srv, ws)
+  local co = coroutine.create(srv.handler)
+  handler_ws[co] = ws
+  local ok, err = coroutine.resume(co, ws)
+  if not ok or coroutine.status(co) == "dead" then handler_finished(co, ok, err) end
 end
 
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
@@ -678,8 +704,9 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   return ws
 end
 
--- Runs on_upgrade and answers the upgrade; then the handler runs in the
--- same coroutine (a tail call: the upgrade's frame is gone).
+-- Runs on_upgrade and answers the upgrade, on a pooled thread (it may
+-- wait); then starts the handler in a coroutine of its own, whose stack
+-- the upgrade did not grow.
 -- Headers on_upgrade may not set (uvws writes them).
 local UPGRADE_MANAGED = { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
   ["upgrade"] = true, ["connection"] = true }
@@ -736,13 +763,7 @@ local function upgrade_main(srv, conn, req)
   end
   local ws = start_handler(srv, conn, req, protocol, extra ~= "" and extra or nil,
     result.data, result.deflate ~= false)
-  if ws and srv.handler and not srv.on_message then return handler_main(srv, ws) end
-end
-
-local function run_upgrade(srv, conn, req)
-  local co = coroutine.create(upgrade_main)
-  local ok, err = coroutine.resume(co, srv, conn, req)
-  if not ok then sched.on_error(debug.traceback(co, tostring(err))) end
+  if ws and srv.handler and not srv.on_message then return start_coroutine(srv, ws) end
 end
 
 local function on_request(conn, method, target, minor, headers, body, upgrade, srv)
@@ -752,7 +773,7 @@ local function on_request(conn, method, target, minor, headers, body, upgrade, s
     req.deflate = offered
   end
   if upgrade then
-    run_upgrade(srv, conn, req)
+    conn:run_event(upgrade_main, srv, conn, req)
   else
     run_request(srv, conn, req)
   end
@@ -798,7 +819,8 @@ local function dispatch(ev, obj, a, b, c, d, e, f, g)
     end
   end
 end
-core.set_dispatch(dispatch, function(msg) sched.on_error(msg) end, report_event_error)
+core.set_dispatch(dispatch, function(co, ok, err) sched.finished(co, ok, err) end,
+  report_event_error)
 
 local DEFLATE_KEYS = {
   server_no_context_takeover = "boolean", client_no_context_takeover = "boolean",

@@ -137,8 +137,11 @@ local function report(err)
 end
 M.on_error = report
 
-local function resume(co, ...)
-  local ok, err = coroutine.resume(co, ...)
+--- Called when a coroutine that uvws resumed ends: ok and the error
+-- value as coroutine.resume gave them.  Reports errors (with a traceback)
+-- through on_error; uvws.init replaces it to also finish the connection
+-- of a handler coroutine, whose body is the handler itself.
+function M.finished(co, ok, err)
   if not ok then M.on_error(debug.traceback(co, tostring(err))) end
 end
 
@@ -148,7 +151,7 @@ function M.wake(co, a, b, c, d)
   if waiting[co] then
     waiting[co] = nil
     local ok, err = coroutine.resume(co, a, b, c, d)
-    if not ok then M.on_error(debug.traceback(co, tostring(err))) end
+    if not ok or coroutine.status(co) == "dead" then M.finished(co, ok, err) end
   end
 end
 
@@ -202,7 +205,8 @@ function M.spawn(fn, ...)
     local ok, err = xpcall(fn, debug.traceback, ...)
     if not ok then M.on_error(err) end
   end)
-  resume(co, ...)
+  local ok, err = coroutine.resume(co, ...)
+  if not ok then M.finished(co, ok, err) end
   return co
 end
 
