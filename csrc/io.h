@@ -58,6 +58,9 @@ typedef struct io_limits {
 typedef struct io_request {
   ws_http_request_t req;
   ws_handshake_t hs;        /* hs.is_upgrade: a valid upgrade */
+  const uint8_t *head;      /* the whole head, request line to the empty
+                               line after the headers */
+  size_t head_len;
   const uint8_t *body;      /* plain requests: Content-Length body */
   size_t body_len;
 } io_request_t;

@@ -396,6 +396,8 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
     memcpy(c->up->key, r.hs.key.p, r.hs.key.n);
     c->up->key[r.hs.key.n] = 0;
   }
+  r.head = data;
+  r.head_len = (size_t)len;
   c->phase = IO_HTTP_WAIT;
   c->handed_up = 1;
   c->loop->cb.on_request(c, &r);

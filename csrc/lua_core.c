@@ -72,7 +72,7 @@ static int compat_resume(lua_State *co, lua_State *from, int nargs,
 
 /* Event numbers passed to the dispatcher. */
 enum {
-  EV_REQUEST = 1, /* conn, method, target, minor, headers, body, upgrade */
+  EV_REQUEST = 1, /* conn, head, body, upgrade, server */
   EV_MESSAGE = 2, /* unused: messages are delivered by on_message */
   EV_PONG = 3,    /* obj, data */
   EV_CLOSED = 4,  /* obj, code, reason */
@@ -247,15 +247,38 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   }
   lua_pushinteger(L, EV_REQUEST);
   lua_insert(L, -2);
-  lua_pushlstring(L, r->req.method.p, r->req.method.n);
-  lua_pushlstring(L, r->req.target.p, r->req.target.n);
-  lua_pushinteger(L, r->req.minor_version);
-  push_headers(L, r->req.headers, r->req.num_headers);
+  /* The head goes up as one string, parsed again (parse_head) only if
+   * Lua looks at the headers: one allocation instead of a table and two
+   * strings per header, and what a websocket keeps of its request. */
+  lua_pushlstring(L, (const char *)r->head, r->head_len);
   if (r->body) lua_pushlstring(L, (const char *)r->body, r->body_len);
   else lua_pushnil(L);
   lua_pushboolean(L, r->hs.is_upgrade);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sbox->ref);
-  end_event((l_ctx_t *)c->loop->data, L, 9);
+  end_event((l_ctx_t *)c->loop->data, L, 6);
+}
+
+/* parse_head(head) -> method, target, minor, {name, value, ...}: parses a
+ * request head on_request handed up (or nil, message on a malformed
+ * one). */
+static int l_parse_head(lua_State *L) {
+  size_t len;
+  const char *head = luaL_checklstring(L, 1, &len);
+  size_t max = 1; /* at most one header per line */
+  for (size_t i = 0; i < len; i++) max += head[i] == '\n';
+  ws_header_t *h = lua_newuserdatauv(L, max * sizeof *h, 0);
+  ws_http_request_t req;
+  int r = ws_http_parse_request(head, len, len, &req, h, max);
+  if (r < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, ws_http_strerror(r));
+    return 2;
+  }
+  lua_pushlstring(L, req.method.p, req.method.n);
+  lua_pushlstring(L, req.target.p, req.target.n);
+  lua_pushinteger(L, req.minor_version);
+  push_headers(L, req.headers, req.num_headers);
+  return 4;
 }
 
 /* ---- messages: the per-connection queue, receive and event handlers ----- */
@@ -1830,6 +1853,7 @@ static const luaL_Reg funcs[] = {
   {"getpid", l_getpid},
   {"frame", l_frame},
   {"trim_threshold", l_trim_threshold},
+  {"parse_head", l_parse_head},
   {NULL, NULL}
 };
 

@@ -95,16 +95,18 @@ local function closed_error(ws)
   return nil, string.format("connection closed (%d)", code), "closed"
 end
 
-local function new_ws(conn, opts, on_message)
-  local ws = setmetatable({
-    _c = conn,
-    _opts = opts,
-    -- Created on first use, so an idle connection costs little:
-    -- _pings ({payload, co, sent}), _close_waiters, _drain_waiters.
-    -- Queued messages, the receiving coroutine and the backpressure flag
-    -- live in C (the conn).
-    closed = false,
-  }, WS)
+-- Defaults of the fields a websocket sets only when they differ: an idle
+-- server-side websocket is a table of four slots (_c, _opts, request,
+-- server).
+WS.closed = false
+WS.deflate = false
+
+local function new_ws(conn, opts, on_message, srv, req)
+  -- Created on first use, so an idle connection costs little: _pings
+  -- ({payload, co, sent}), _close_waiters, _drain_waiters.  Queued
+  -- messages, the receiving coroutine and the backpressure flag live in C
+  -- (the conn).
+  local ws = setmetatable({ _c = conn, _opts = opts, request = req, server = srv }, WS)
   conn:bind(ws, opts.send_high_water or nil, opts.max_queue or nil, false, on_message)
   return ws
 end
@@ -687,16 +689,14 @@ end
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   local ok, err = conn:accept(protocol, extra, use_deflate)
   if not ok then return nil, err end
-  local ws = new_ws(conn, srv.opts, srv.on_message)
-  local on, _, zbits = conn:deflate()
-  ws.deflate = on
-  if zbits > 0 then ws._zbits = zbits end
-  -- The handshake is over: the header tables are built again if used.
+  -- The handshake is over: what was derived from the head is dropped.
   request.compact(req)
-  ws.request = req
+  local ws = new_ws(conn, srv.opts, srv.on_message, srv, req)
+  local on, _, zbits = conn:deflate()
+  if on then ws.deflate = on end
+  if zbits > 0 then ws._zbits = zbits end
   ws.protocol = protocol
   ws.data = data
-  ws.server = srv
   srv._conns[ws] = true
   if srv.on_message and srv.on_open then
     conn:run_event(srv.on_open, ws, nil, nil, true)
@@ -766,8 +766,8 @@ local function upgrade_main(srv, conn, req)
   if ws and srv.handler and not srv.on_message then return start_coroutine(srv, ws) end
 end
 
-local function on_request(conn, method, target, minor, headers, body, upgrade, srv)
-  local req = request.new(method, target, minor, headers, body, conn)
+local function on_request(conn, head, body, upgrade, srv)
+  local req = request.new(head, body, conn)
   if upgrade then
     local _, offered = conn:deflate()
     req.deflate = offered
@@ -779,11 +779,11 @@ local function on_request(conn, method, target, minor, headers, body, upgrade, s
   end
 end
 
-local function dispatch(ev, obj, a, b, c, d, e, f, g)
+local function dispatch(ev, obj, a, b, c, d, e)
   if ev == EV_TIMER then
     sched.on_timer()
   elseif ev == EV_REQUEST then
-    on_request(obj, a, b, c, d, e, f, g)
+    on_request(obj, a, b, c, d)
   elseif ev == EV_CLOSED then
     local mt = getmetatable(obj)
     if mt == WS or mt == Stream then
@@ -890,8 +890,8 @@ local HANDSHAKE_ERRORS = {
 }
 
 local function response_table(status, flat)
-  local r = request.new("GET", "/", 1, flat, nil, nil)
-  return { status = status, headers = r.headers, header_list = r.header_list }
+  local headers, list = request.headers_of(flat)
+  return { status = status, headers = headers, header_list = list }
 end
 
 function ws_on_response(ws, status, flat, errname, protocol, detail)

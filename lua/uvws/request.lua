@@ -47,34 +47,66 @@ local HeadersMT = {
   end,
 }
 
+local core = require "uvws.core"
+
 local Request = {}
 Request.__name = "uvws.request"
 
-local lazy = {
-  query = function(req)
-    local q, all = M.parse_query(req.query_string)
-    rawset(req, "query_all", all)
-    return q
-  end,
-  query_all = function(req)
-    local _, all = M.parse_query(req.query_string)
-    return all
-  end,
-  cookies = function(req)
-    return M.parse_cookies(req.headers.cookie)
-  end,
-}
+-- A request keeps its head as one string (_head) and the peer's address;
+-- everything else is derived on first use and cached beside it, in
+-- `derived`, not in the request, so the table a websocket keeps for its
+-- whole life stays at four slots and compact() can drop the rest.
+local derived = setmetatable({}, { __mode = "k" })   -- req -> { field = value }
+
+local lazy = {}
+
+local function parsed(req, c)
+  local head = rawget(req, "_head")
+  local method, target, minor, flat
+  if head then
+    method, target, minor, flat = core.parse_head(head)
+    if not method then error("uvws: request head does not parse: " .. tostring(target), 3) end
+  else
+    method, target, minor, flat = "GET", "/", 1, {}
+  end
+  c.method, c.target, c._minor, c._flat = method, target, minor, flat
+end
+for _, k in ipairs { "method", "target", "_minor", "_flat" } do
+  lazy[k] = function(req, c)
+    parsed(req, c)
+    return c[k]
+  end
+end
 
 Request.__index = function(req, k)
   local m = Request[k]
   if m then return m end
   local f = lazy[k]
-  if f then
-    local v = f(req)
-    rawset(req, k, v)
-    return v
+  if not f then return nil end
+  local c = derived[req]
+  if not c then
+    c = {}
+    derived[req] = c
   end
-  return nil
+  local v = c[k]
+  if v == nil then
+    v = f(req, c)
+    c[k] = v
+  end
+  return v
+end
+
+lazy.query = function(req, c)
+  local q, all = M.parse_query(req.query_string)
+  c.query_all = all
+  return q
+end
+lazy.query_all = function(req)
+  local _, all = M.parse_query(req.query_string)
+  return all
+end
+lazy.cookies = function(req)
+  return M.parse_cookies(req.headers.cookie)
 end
 
 --- The first value of a header (any case), or nil.
@@ -144,14 +176,14 @@ lazy.header_list = build_list
 lazy._hv = build_values
 lazy.protocols = function(req) return tokens_of(req, "sec-websocket-protocol") end
 lazy.extensions = function(req) return tokens_of(req, "sec-websocket-extensions") end
-lazy.path = function(req)
+lazy.path = function(req, c)
   local path, qs = req.target:match("^([^?#]*)%??([^#]*)")
-  rawset(req, "query_string", qs or "")
+  c.query_string = qs or ""
   return path or req.target
 end
-lazy.query_string = function(req)
+lazy.query_string = function(req, c)
   local _ = req.path
-  return rawget(req, "query_string")
+  return c.query_string
 end
 lazy.version = function(req) return "1." .. req._minor end
 -- Keep-alive (plain HTTP requests only) needs the Connection header.
@@ -167,30 +199,27 @@ lazy._keepalive = function(req)
   return true
 end
 
--- What build_headers and the lazy fields derive from the head.
-local DERIVED = { "headers", "header_list", "_hv", "protocols", "extensions",
-  "cookies", "query", "query_all", "_keepalive" }
-
---- Drops the tables derived from the head (they are built again on first
--- use): a websocket keeps its request for its whole life, and these are
--- most of an idle connection's memory.
+--- Drops what was derived from the head (it is built again on first use):
+-- a websocket keeps its request for its whole life.
 function M.compact(req)
-  for i = 1, #DERIVED do rawset(req, DERIVED[i], nil) end
+  derived[req] = nil
 end
 
-function M.new(method, target, minor, flat, body, conn)
-  local req = setmetatable({
-    method = method,
-    target = target,
-    body = body,
-    _minor = minor,
-    _flat = flat,
-  }, Request)
-  if conn then
-    local ip, port = conn:peer()
-    req.remote_addr, req.remote_port = ip, port
-  end
-  return req
+--- A request from the head on_request handed up (a string), the body of a
+-- plain request and the connection (for the peer's address).
+function M.new(head, body, conn)
+  local ip, port
+  if conn then ip, port = conn:peer() end
+  -- One constructor: the table is sized once, for these four slots.
+  return setmetatable({ _head = head, body = body, remote_addr = ip, remote_port = port }, Request)
+end
+
+--- A header table built from a flat list {name, value, ...} (a response's
+-- headers), as req.headers and req.header_list give them.
+function M.headers_of(flat)
+  local req = setmetatable({}, Request)
+  derived[req] = { _flat = flat }
+  return req.headers, req.header_list
 end
 
 --- Is `origin` (an Origin header value) allowed by `patterns`?  A pattern
