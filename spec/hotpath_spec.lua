@@ -229,6 +229,35 @@ describe("hot path", function()
     end
   end)
 
+  it("ws.request after the upgrade: the head's fields again, and what on_upgrade set", function()
+    local seen
+    with_server({
+      on_upgrade = function(req)
+        assert.equal("GET", req.method)
+        req.tag = req.headers["x-custom"] .. "!"
+      end,
+      handler = function(ws)
+        local r = ws.request
+        seen = { r.tag, r.method, r.path, r.query.a, r.query_string, r.version,
+                 r.headers["X-Custom"], r:header("x-custom"), r.remote_addr,
+                 math.type(r.remote_port), #r.header_list }
+        ws:send("ok")
+        for _ in ws:each() do end
+      end,
+    }, function(_, url)
+      local ws = assert(uvws.connect(url .. "p?a=1&b=2", { headers = { ["X-Custom"] = "v" } }))
+      assert.same({ "ok", "text" }, { ws:receive(2) })
+      ws:close()
+    end)
+    assert.same({ "v!", "GET", "/p", "1", "a=1&b=2", "1.1", "v", "v", "127.0.0.1",
+                  "integer", seen[11] }, seen)
+    assert.is_true(seen[11] >= 5)
+    local core = require "uvws.core"
+    local m, t, minor, flat = core.parse_head("GET /x HTTP/1.0\r\nA: 1\r\nB:  2 \r\n\r\n")
+    assert.same({ "GET", "/x", 0, { "A", "1", "B", "2" } }, { m, t, minor, flat })
+    assert.same({ nil, "malformed request line" }, { core.parse_head("BAD\r\n\r\n") })
+  end)
+
   it("leaves no threads or connections behind after 300 connections come and go", function()
     -- Heap after a full collection, in KiB.
     local function heap()
