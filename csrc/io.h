@@ -170,11 +170,10 @@ struct io_upgrade {
                                NULL */
 };
 
-/* A uv_write or uv_shutdown in flight, with the bytes being written. */
+/* A uv_write in flight, with the bytes being written. */
 struct io_req {
   union {
     uv_write_t write;
-    uv_shutdown_t shutdown;
   } u;
   ws_buf_t wbuf;            /* bytes handed to uv_write */
 };
@@ -191,9 +190,8 @@ struct io_conn {
   void *data;               /* for the layer above */
   ws_conn_t ws;             /* ws.out is also the HTTP output */
   ws_buf_t in;              /* a partial head or body */
-  /* The request of a uv_write or uv_shutdown in flight (a shutdown only
-   * follows the last write), allocated only then: idle connections hold
-   * none. */
+  /* The request of a uv_write in flight, allocated only then: idle
+   * connections hold none. */
   struct io_req *req;
   size_t consume;           /* bytes of `in` still used by the layer above */
   uint64_t due;             /* the earliest deadline below, in loop->theap */

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "io_internal.h"
 
@@ -154,23 +155,6 @@ void io_conn_abort(io_conn_t *c, int code, const char *reason) {
   conn_close_now(c);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  io_conn_t *c = req->handle->data;
-  free(c->req); /* the request was c->req */
-  c->req = NULL;
-  if (c->phase == IO_CLOSING) return;
-  if (status < 0 || c->eof) {
-    conn_close_now(c);
-    return;
-  }
-  /* FIN is sent: wait a little for the peer's, reading and discarding,
-   * so that unread input does not turn our close into a reset that could
-   * destroy the answer we just sent. */
-  c->phase = IO_DRAIN;
-  c->paused = 0;
-  io__conn_start(c);
-}
-
 static void arm_timer(io_conn_t *c);
 
 /* All output is written and the connection is to end: send FIN. */
@@ -188,12 +172,20 @@ static void conn_finish(io_conn_t *c) {
   if (!c->deadline_close || d < c->deadline_close) c->deadline_close = d;
   c->phase = IO_DRAIN;
   arm_timer(c);
-  if (!c->req && !(c->req = calloc(1, sizeof *c->req))) {
+  /* Nothing is queued in libuv (this runs only when every write is done),
+   * so FIN goes out with shutdown(2) at once: uv_shutdown would wait for
+   * POLLOUT and cost two more epoll_ctl calls per connection. */
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || shutdown(fd, SHUT_WR) != 0 ||
+      c->eof) {
     conn_close_now(c);
     return;
   }
-  if (uv_shutdown(&c->req->u.shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
-    conn_close_now(c);
+  /* FIN is sent: wait a little for the peer's, reading and discarding,
+   * so that unread input does not turn our close into a reset that could
+   * destroy the answer we just sent. */
+  c->paused = 0;
+  io__conn_start(c);
 }
 
 /* ---- timers ------------------------------------------------------------- */

@@ -51,7 +51,11 @@ static void on_connection(uv_stream_t *server, int status) {
     io_conn_abort(c, 1006, "accept failed");
     return;
   }
+#ifndef __linux__
+  /* Linux copies TCP_NODELAY from the listener (set below) to every
+   * accepted socket: one setsockopt less per connection there. */
   uv_tcp_nodelay(&c->tcp, 1);
+#endif
   c->phase = IO_HTTP_HEAD;
   c->last_recv = uv_now(loop->uv);
   if (s->limits.handshake_timeout)
@@ -106,6 +110,7 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
   } else {
     r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0);
   }
+  if (!r) r = uv_tcp_nodelay(&s->tcp, 1);
   if (!r) r = uv_listen((uv_stream_t *)&s->tcp, backlog, on_connection);
   if (r) {
     *err = r;
