@@ -4,10 +4,12 @@
 #   bash bench/profile.sh callgrind [SCRIPT [ARGS...]]   # instructions per message, repeatable
 #   bash bench/profile.sh perf      [SCRIPT [ARGS...]]   # perf record -e cpu-clock -g, SECS seconds
 #   bash bench/profile.sh callgrind tcpecho              # the libuv floor, same load
+#   HS=1 bash bench/profile.sh callgrind bench/handshake_server.lua   # per handshake
 #
 # SCRIPT defaults to examples/echo_server.lua; it gets a port as its first
 # argument and must print "listening on".  Load: C connections × S bytes ×
-# depth D (default 100 × 16 × 16).  callgrind: a warm-up wsbench run, then
+# depth D (default 100 × 16 × 16); with HS=1, handshakes from 8 workers for
+# HS_SECS (default 20) seconds instead, counted per handshake.  callgrind: a warm-up wsbench run, then
 # counters are zeroed and a second run stops after N messages (default
 # 200000); the dump covers exactly that run (100 handshakes included, which
 # is < 0.5 %).  The server runs on build/bench/lua5.4-prof, a Lua 5.4
@@ -37,7 +39,7 @@ export LUA_PATH="$REPO/lua/?.lua;$REPO/lua/?/init.lua;;"
 export LUA_CPATH="$REPO/build/?.so;;"
 NAME=$(basename "$SCRIPT" .lua)
 [ $# -gt 0 ] && NAME=${NAME}_$(echo "$*" | tr -c 'a-zA-Z0-9\n' '_')
-NAME=${NAME}_${C}x${S}xd${D}
+if [ "${HS:-0}" = 1 ]; then NAME=${NAME}_handshakes; else NAME=${NAME}_${C}x${S}xd${D}; fi
 while ss -Hltn "sport = :$PORT" | grep -q LISTEN; do PORT=$((PORT + 1)); done
 
 SP=
@@ -68,14 +70,19 @@ callgrind)
     "${SERVER[@]}" >"$OUT/$NAME.server.log" 2>&1 &
   SP=$!
   wait_listen
-  taskset -c 1 "$WSB" $MODE -p "$PORT" -c "$C" -s "$S" -d "$D" -t 3 -w 1 --label warmup >/dev/null
+  if [ "${HS:-0}" = 1 ]; then
+    LOAD=(handshake -c 8 --sources 8); LEN=(-t "${HS_SECS:-20}")
+  else
+    LOAD=("$MODE" -c "$C" -s "$S" -d "$D"); LEN=(-t 300 --max-msgs "$N")
+  fi
+  taskset -c 1 "$WSB" "${LOAD[@]}" -p "$PORT" -t 3 -w 1 --label warmup >/dev/null
   callgrind_control -z "$SP" >/dev/null 2>&1
-  line=$(taskset -c 1 "$WSB" $MODE -p "$PORT" -c "$C" -s "$S" -d "$D" -t 300 -w 0 --max-msgs "$N" --label callgrind)
+  line=$(taskset -c 1 "$WSB" "${LOAD[@]}" -p "$PORT" "${LEN[@]}" -w 0 --label callgrind)
   callgrind_control -d "$SP" >/dev/null 2>&1
   sleep 0.5
   kill "$SP"; wait "$SP" 2>/dev/null || true; SP=
   f=$(ls "$OUT/$NAME".cg.*.1 | head -1)
-  msgs=$(echo "$line" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r["msgs_per_s"]*r["seconds"]))')
+  msgs=$(echo "$line" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(round(r.get("handshakes_per_s", r.get("msgs_per_s"))*r["seconds"]))')
   callgrind_annotate --auto=no --inclusive=no --threshold=100 "$f" >"$OUT/$NAME.self.txt" 2>/dev/null
   callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$f" >"$OUT/$NAME.incl.txt" 2>/dev/null
   /usr/bin/python3 bench/profgroup.py callgrind "$OUT/$NAME.self.txt" "$msgs" "$OUT/$NAME.incl.txt" | tee "$OUT/$NAME.$TOOL-summary.txt"

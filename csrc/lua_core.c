@@ -258,6 +258,40 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   end_event((l_ctx_t *)c->loop->data, L, 6);
 }
 
+/* head_header(head, name [, first]): the value of header `name` (any
+ * case) in a head on_request handed up: the first one with `first`, else
+ * every one joined with ", " ("; " for Cookie, RFC 6265 §5.4); nil when
+ * absent.  A lookup without building the header tables. */
+static int l_head_header(lua_State *L) {
+  size_t len;
+  const char *head = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_checkstring(L, 2);
+  int first = lua_toboolean(L, 3);
+  const char *sep = ws_slice_ieq((ws_slice_t){name, strlen(name)}, "cookie")
+                        ? "; " : ", ";
+  size_t pos = 0;
+  ws_header_t h;
+  int found = 0;
+  luaL_Buffer b;
+  while (ws_http_next_header(head, len, &pos, &h)) {
+    if (!ws_slice_ieq(h.name, name)) continue;
+    if (first) {
+      lua_pushlstring(L, h.value.p, h.value.n);
+      return 1;
+    }
+    if (!found) luaL_buffinit(L, &b);
+    else luaL_addstring(&b, sep);
+    luaL_addlstring(&b, h.value.p, h.value.n);
+    found = 1;
+  }
+  if (!found) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* parse_head(head) -> method, target, minor, {name, value, ...}: parses a
  * request head on_request handed up (or nil, message on a malformed
  * one). */
@@ -1854,6 +1888,7 @@ static const luaL_Reg funcs[] = {
   {"frame", l_frame},
   {"trim_threshold", l_trim_threshold},
   {"parse_head", l_parse_head},
+  {"head_header", l_head_header},
   {NULL, NULL}
 };
 

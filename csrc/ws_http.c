@@ -353,6 +353,38 @@ int ws_http_find_header(const ws_header_t *headers, size_t n,
   return -1;
 }
 
+int ws_http_next_header(const char *head, size_t len, size_t *pos,
+                        ws_header_t *h) {
+  size_t i = *pos;
+  if (i == 0) { /* skip the request line */
+    while (i + 1 < len && !(head[i] == '\r' && head[i + 1] == '\n')) i++;
+    i += 2;
+  }
+  if (i + 1 >= len || (head[i] == '\r' && head[i + 1] == '\n')) {
+    *pos = len;
+    return 0;
+  }
+  size_t name = i;
+  while (i < len && head[i] != ':') i++;
+  if (i >= len) {
+    *pos = len;
+    return 0;
+  }
+  h->name.p = head + name;
+  h->name.n = i - name;
+  i++;
+  while (i < len && (head[i] == ' ' || head[i] == '\t')) i++;
+  size_t value = i;
+  while (i + 1 < len && !(head[i] == '\r' && head[i + 1] == '\n')) i++;
+  if (i + 1 >= len) i = len;
+  size_t end = i;
+  while (end > value && (head[end - 1] == ' ' || head[end - 1] == '\t')) end--;
+  h->value.p = head + value;
+  h->value.n = end - value;
+  *pos = i + 2;
+  return 1;
+}
+
 size_t ws_http_count_header(const ws_header_t *headers, size_t n,
                             const char *name) {
   size_t count = 0;

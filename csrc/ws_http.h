@@ -95,6 +95,13 @@ const char *ws_http_reason_phrase(int status);
 int ws_http_find_header(const ws_header_t *headers, size_t n,
                         const char *name, size_t from);
 
+/* Walks the header fields of a head that ws_http_parse_request accepted
+ * (there is no validation here).  Start with *pos = 0; each call fills *h
+ * with the next field (value OWS-trimmed) and returns 1, or returns 0 after
+ * the last one. */
+int ws_http_next_header(const char *head, size_t len, size_t *pos,
+                        ws_header_t *h);
+
 /* Counts the headers called `name`. */
 size_t ws_http_count_header(const ws_header_t *headers, size_t n,
                             const char *name);

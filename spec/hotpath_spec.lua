@@ -230,7 +230,7 @@ describe("hot path", function()
   end)
 
   it("ws.request after the upgrade: the head's fields again, and what on_upgrade set", function()
-    local seen
+    local seen, seen_names
     with_server({
       on_upgrade = function(req)
         assert.equal("GET", req.method)
@@ -238,6 +238,10 @@ describe("hot path", function()
       end,
       handler = function(ws)
         local r = ws.request
+        local names = {}
+        for k in pairs(r.headers) do names[#names + 1] = k end
+        table.sort(names)
+        seen_names = table.concat(names, " ")
         seen = { r.tag, r.method, r.path, r.query.a, r.query_string, r.version,
                  r.headers["X-Custom"], r:header("x-custom"), r.remote_addr,
                  math.type(r.remote_port), #r.header_list }
@@ -252,6 +256,8 @@ describe("hot path", function()
     assert.same({ "v!", "GET", "/p", "1", "a=1&b=2", "1.1", "v", "v", "127.0.0.1",
                   "integer", seen[11] }, seen)
     assert.is_true(seen[11] >= 5)
+    -- pairs() sees every header, under lower-case names.
+    assert.matches("^connection host sec%-websocket%-.* upgrade x%-custom$", seen_names)
     local core = require "uvws.core"
     local m, t, minor, flat = core.parse_head("GET /x HTTP/1.0\r\nA: 1\r\nB:  2 \r\n\r\n")
     assert.same({ "GET", "/x", 0, { "A", "1", "B", "2" } }, { m, t, minor, flat })

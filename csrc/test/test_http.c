@@ -753,6 +753,38 @@ TEST(test_content_length) {
   CHECK_EQ_INT(v, 3);
 }
 
+/* ws_http_next_header walks the same fields the parser found, in order,
+ * with the same trimmed values. */
+TEST(test_next_header) {
+  static const char head[] =
+      "GET /p?q=1 HTTP/1.1\r\n"
+      "Host: example.com\r\n"
+      "X-Empty:\r\n"
+      "X-Ows: \t  a b \t\r\n"
+      "Cookie: a=1\r\n"
+      "cookie:b=2\r\n"
+      "\r\n";
+  ws_header_t parsed[8], h;
+  ws_http_request_t req;
+  int len = ws_http_parse_request(head, sizeof head - 1, 8192, &req, parsed, 8);
+  CHECK_EQ_INT(len, (int)(sizeof head - 1));
+  size_t pos = 0, i = 0;
+  while (ws_http_next_header(head, (size_t)len, &pos, &h)) {
+    CHECK(i < req.num_headers);
+    if (i >= req.num_headers) break;
+    CHECK(h.name.p == parsed[i].name.p && h.name.n == parsed[i].name.n);
+    CHECK(h.value.n == parsed[i].value.n);
+    CHECK_MEM(h.value.p, parsed[i].value.p, h.value.n);
+    i++;
+  }
+  CHECK_EQ_INT(i, 5);
+  CHECK_EQ_INT(i, req.num_headers);
+  CHECK(ws_http_next_header(head, (size_t)len, &pos, &h) == 0);
+  /* A head with no header fields at all. */
+  pos = 0;
+  CHECK(ws_http_next_header("GET / HTTP/1.1\r\n\r\n", 18, &pos, &h) == 0);
+}
+
 int main(void) {
   RUN(test_rfc6455_request);
   RUN(test_many_headers);
@@ -768,5 +800,6 @@ int main(void) {
   RUN(test_error_status_and_strings);
   RUN(test_header_helpers);
   RUN(test_content_length);
+  RUN(test_next_header);
   return TEST_REPORT();
 }

@@ -48,6 +48,7 @@ local HeadersMT = {
 }
 
 local core = require "uvws.core"
+local head_header = core.head_header
 
 local Request = {}
 Request.__name = "uvws.request"
@@ -111,6 +112,8 @@ end
 
 --- The first value of a header (any case), or nil.
 function Request:header(name)
+  local head = rawget(self, "_head")
+  if head then return head_header(head, name, true) end
   local list = self._hv[name:lower()]
   return list and list[1]
 end
@@ -131,11 +134,7 @@ local function split_tokens(value, out)
   return out
 end
 
--- The header tables are built on first use, each on its own, from the
--- flat list the core hands over, so a request nobody inspects costs one
--- table, and one looked up by name (the common case) costs two.
-local function build_headers(req)
-  local flat = req._flat
+local function headers_from(flat)
   local headers = setmetatable({}, HeadersMT)
   for i = 1, #flat, 2 do
     local lname, value = flat[i]:lower(), flat[i + 1]
@@ -147,6 +146,46 @@ local function build_headers(req)
     end
   end
   return headers
+end
+
+-- req.headers of a request with a head: a table that looks each name up
+-- in the head (core.head_header: no parse, no table of every header) the
+-- first time and keeps the answer under its lower-case name.  A hook that
+-- reads one or two headers, the common case, costs a few strings instead
+-- of two tables of all of them.  pairs() walks every header.
+local proxy_head = setmetatable({}, { __mode = "k" })   -- proxy -> head
+local ProxyMT = {
+  __index = function(t, k)
+    if type(k) ~= "string" then return nil end
+    local lk = k:lower()
+    if lk ~= k then
+      local v = rawget(t, lk)
+      if v ~= nil then return v end
+    end
+    local v = head_header(proxy_head[t], lk)
+    if v ~= nil then rawset(t, lk, v) end
+    return v
+  end,
+  __pairs = function(t)
+    local _, _, _, flat = core.parse_head(proxy_head[t])
+    local all = headers_from(flat)
+    for k, v in next, t do
+      if all[k] == nil then all[k] = v end   -- what the user added
+    end
+    return next, all, nil
+  end,
+}
+
+-- The header tables are built on first use, each on its own, from the
+-- head or from the flat list of a response.
+local function build_headers(req)
+  local head = rawget(req, "_head")
+  if head then
+    local t = setmetatable({}, ProxyMT)
+    proxy_head[t] = head
+    return t
+  end
+  return headers_from(req._flat)
 end
 
 local function build_list(req)
@@ -167,6 +206,11 @@ end
 
 local function tokens_of(req, name)
   local out = {}
+  local head = rawget(req, "_head")
+  if head then
+    local v = head_header(head, name)
+    return v and split_tokens(v, out) or out
+  end
   for _, v in ipairs(req._hv[name] or {}) do split_tokens(v, out) end
   return out
 end
