@@ -109,6 +109,7 @@ typedef struct l_ctx {
   uv_timer_t budget; /* bounds the wait of step(budget) */
   int budget_init;
   uv_signal_t sig[MAX_SIGNALS];
+  int sig_num[MAX_SIGNALS];
   int nsig;
 } l_ctx_t;
 
@@ -871,24 +872,41 @@ static void on_signal(uv_signal_t *h, int signum) {
   end_event(ctx, L, 2);
 }
 
-/* signal(signum): deliver EV_SIGNAL events for signum (the handle does not
- * keep the loop alive). */
+/* signal(signum [, on]): deliver EV_SIGNAL events for signum (the handle
+ * does not keep the loop alive); signal(signum, false) stops that. */
 static int l_signal(lua_State *L) {
   l_ctx_t *ctx = get_ctx(L);
   int signum = (int)luaL_checkinteger(L, 1);
+  int on = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+  uv_signal_t *h = NULL;
+  int r;
+  /* (libuv zeroes a stopped handle's signum: sig_num remembers it) */
   for (int i = 0; i < ctx->nsig; i++)
-    if (ctx->sig[i].signum == signum) return 0;
+    if (ctx->sig_num[i] == signum) h = &ctx->sig[i];
+  if (!on) {
+    /* Stopping gives the signal back to its default action. */
+    if (h) uv_signal_stop(h);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (h) {
+    if (!uv_is_active((uv_handle_t *)h) &&
+        (r = uv_signal_start(h, on_signal, signum)) != 0)
+      return uv_fail(L, r);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (ctx->nsig == MAX_SIGNALS) return luaL_error(L, "uvws: too many signals");
-  uv_signal_t *h = &ctx->sig[ctx->nsig];
+  h = &ctx->sig[ctx->nsig];
   uv_signal_init(ctx->loop->uv, h);
   h->data = ctx;
-  int r = uv_signal_start(h, on_signal, signum);
+  r = uv_signal_start(h, on_signal, signum);
   if (r) {
     uv_close((uv_handle_t *)h, NULL);
     return uv_fail(L, r);
   }
   uv_unref((uv_handle_t *)h);
-  ctx->nsig++;
+  ctx->sig_num[ctx->nsig++] = signum;
   lua_pushboolean(L, 1);
   return 1;
 }

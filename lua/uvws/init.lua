@@ -1279,7 +1279,26 @@ end
 
 --- Runs the loop until nothing is left to do (or uvws.stop()).
 function M.run()
-  return core.run()
+  -- Ctrl-C: lua5.4 only flags an interrupt for the next Lua instruction,
+  -- which an idle server never runs (and a busy one runs inside a
+  -- handler).  Unless the program handles SIGINT itself (uvws.on_signal),
+  -- run() stops the loop and raises "interrupted!", as a Lua loop would.
+  local interrupted, own = false, signal_handlers[core.SIGINT] == nil
+  if own then
+    signal_handlers[core.SIGINT] = function()
+      interrupted = true
+      core.stop()
+    end
+    core.signal(core.SIGINT)
+  end
+  local ok, r = pcall(core.run)
+  if own then
+    signal_handlers[core.SIGINT] = nil
+    core.signal(core.SIGINT, false)
+  end
+  if not ok then error(r, 0) end
+  if interrupted then error("interrupted!", 2) end
+  return r
 end
 
 --- Runs one turn of the loop, for a host with its own frame loop: with no
@@ -1299,8 +1318,7 @@ function M.on_signal(signum, fn)
   if math.type(signum) ~= "integer" then error("uvws.on_signal: unknown signal", 2) end
   if fn ~= nil and type(fn) ~= "function" then error("uvws.on_signal: fn must be a function", 2) end
   signal_handlers[signum] = fn
-  if fn then return core.signal(signum) end
-  return true
+  return core.signal(signum, fn ~= nil)
 end
 
 --- Gracefully shuts down every open server of this process.
