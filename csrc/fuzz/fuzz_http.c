@@ -4,7 +4,9 @@
  * Every success is checked: the head lies within the input and the limits,
  * every slice lies within the head, and the result does not depend on
  * bytes after the head.  Every failure must be a known code, and every
- * prefix of the input must give PARTIAL or the same result.
+ * prefix of the input must give PARTIAL or the same result.  A parsed
+ * request's fields are walked again with ws_http_next_header, which must
+ * find the same slices.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc \
  *     csrc/fuzz/fuzz_http.c csrc/ws_http.c -o fuzz_http
@@ -73,6 +75,17 @@ static int parse(int response, const char *buf, size_t len, size_t max_head,
     CHECK(in_range(req.target, buf, (size_t)r) && req.target.n > 0);
     CHECK(req.method.p == buf);
     CHECK(req.minor_version >= 0 && req.minor_version <= 9);
+    /* ws_http_next_header walks exactly the fields the parser found. */
+    size_t pos = 0, i = 0;
+    ws_header_t h;
+    while (ws_http_next_header(buf, (size_t)r, &pos, &h)) {
+      CHECK(i < req.num_headers);
+      CHECK(h.name.p == headers[i].name.p && h.name.n == headers[i].name.n);
+      CHECK(h.value.p == headers[i].value.p || h.value.n == 0);
+      CHECK(h.value.n == headers[i].value.n);
+      i++;
+    }
+    CHECK(i == req.num_headers);
   }
   return r;
 }
