@@ -381,7 +381,9 @@ static void http_input(io_conn_t *c, const uint8_t *data, size_t n) {
   } else {
     c->consume = need;
   }
-  c->keepalive = r.req.minor_version >= 1 &&
+  /* Keep-alive matters only to plain requests (an upgrade that is refused
+   * closes). */
+  c->keepalive = !r.hs.is_upgrade && r.req.minor_version >= 1 &&
                  !ws_http_header_has_token(headers, r.req.num_headers,
                                            "connection", "close");
   if (c->up && r.hs.key.n < sizeof c->up->key) {

@@ -1,5 +1,6 @@
 #include "ws_handshake.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,13 +43,39 @@ int ws_handshake_check_request(const ws_http_request_t *req,
                                ws_handshake_t *hs) {
   const ws_header_t *h = req->headers;
   size_t n = req->num_headers;
-  size_t nkey = ws_http_count_header(h, n, "Sec-WebSocket-Key");
-  size_t nversion = ws_http_count_header(h, n, "Sec-WebSocket-Version");
-  size_t nhost = ws_http_count_header(h, n, "Host");
+  size_t nkey = 0, nversion = 0, nhost = 0;
+  int ik = -1, iv = -1, upgrade_ws = 0, connection_upgrade = 0;
+
+  /* One pass over the fields, each name compared at most once (by its
+   * length first) instead of one pass per header of interest. */
+  for (size_t i = 0; i < n && i <= INT_MAX; i++) {
+    ws_slice_t name = h[i].name;
+    switch (name.n) {
+    case 4:
+      if (ws_slice_ieq(name, "Host")) nhost++;
+      break;
+    case 7:
+      if (!upgrade_ws && ws_slice_ieq(name, "Upgrade"))
+        upgrade_ws = ws_http_list_has_token(h[i].value, "websocket");
+      break;
+    case 10:
+      if (!connection_upgrade && ws_slice_ieq(name, "Connection"))
+        connection_upgrade = ws_http_list_has_token(h[i].value, "upgrade");
+      break;
+    case 17:
+      if (ws_slice_ieq(name, "Sec-WebSocket-Key") && nkey++ == 0) ik = (int)i;
+      break;
+    case 21:
+      if (ws_slice_ieq(name, "Sec-WebSocket-Version") && nversion++ == 0)
+        iv = (int)i;
+      break;
+    default:
+      break;
+    }
+  }
 
   memset(hs, 0, sizeof *hs);
-  hs->is_upgrade = ws_http_header_has_token(h, n, "Upgrade", "websocket") ||
-                   nkey > 0 || nversion > 0;
+  hs->is_upgrade = upgrade_ws || nkey > 0 || nversion > 0;
   if (!hs->is_upgrade) return 0;
 
   /* RFC 6455 §4.2.1 items 1 to 6, in the order the status codes are
@@ -58,9 +85,9 @@ int ws_handshake_check_request(const ws_http_request_t *req,
     return fail(hs, 405, "WebSocket upgrade must use GET");
   if (req->minor_version < 1)
     return fail(hs, 400, "WebSocket upgrade requires HTTP/1.1");
-  if (!ws_http_header_has_token(h, n, "Upgrade", "websocket"))
+  if (!upgrade_ws)
     return fail(hs, 400, "Upgrade header must contain the token websocket");
-  if (!ws_http_header_has_token(h, n, "Connection", "upgrade"))
+  if (!connection_upgrade)
     return fail(hs, 400, "Connection header must contain the token upgrade");
   if (nhost == 0) return fail(hs, 400, "missing Host header");
   if (nhost > 1) return fail(hs, 400, "duplicate Host header");
@@ -68,14 +95,12 @@ int ws_handshake_check_request(const ws_http_request_t *req,
     return fail(hs, 400, "missing Sec-WebSocket-Version header");
   if (nversion > 1)
     return fail(hs, 400, "duplicate Sec-WebSocket-Version header");
-  int iv = ws_http_find_header(h, n, "Sec-WebSocket-Version", 0);
   ws_slice_t version = h[iv].value;
   if (version.n != 2 || memcmp(version.p, "13", 2) != 0)
     return fail(hs, 426,
                 "unsupported Sec-WebSocket-Version (this server speaks 13)");
   if (nkey == 0) return fail(hs, 400, "missing Sec-WebSocket-Key header");
   if (nkey > 1) return fail(hs, 400, "duplicate Sec-WebSocket-Key header");
-  int ik = ws_http_find_header(h, n, "Sec-WebSocket-Key", 0);
   if (!key_is_valid(h[ik].value)) return fail(hs, 400, reason_bad_key);
   hs->key = h[ik].value;
   return 0;
