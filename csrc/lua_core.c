@@ -1568,7 +1568,13 @@ static int ws_next_k(lua_State *L, int st, lua_KContext k) {
 
 static int l_ws_next(lua_State *L) {
   lua_settop(L, 1);
-  l_conn_t *box = ws_conn(L); /* its userdata at 2 */
+  /* The state is the connection's userdata (what each() passes: no
+   * lookup of ws._c per message) or the websocket itself. */
+  l_conn_t *box = lua_touserdata(L, 1);
+  if (box && lua_rawlen(L, 1) == sizeof *box && box->magic == CONN_MAGIC)
+    lua_pushvalue(L, 1); /* its userdata at 2 */
+  else
+    box = ws_conn(L);
   if (box->qh <= box->qt) {
     queue_pop(L, box, 2);
     return 2;

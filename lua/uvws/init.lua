@@ -139,7 +139,7 @@ WS.receive = cws.receive
 --- Iterates over messages until the connection closes.
 -- for data, kind in ws:each() do ... end
 function WS:each(timeout)
-  if timeout == nil then return ws_next, self end
+  if timeout == nil then return ws_next, self._c end
   local receive = cws.receive
   return function()
     local data, kind = receive(self, timeout)
