@@ -1283,16 +1283,18 @@ function M.run()
   -- which an idle server never runs (and a busy one runs inside a
   -- handler).  Unless the program handles SIGINT itself (uvws.on_signal),
   -- run() stops the loop and raises "interrupted!", as a Lua loop would.
-  local interrupted, own = false, signal_handlers[core.SIGINT] == nil
-  if own then
-    signal_handlers[core.SIGINT] = function()
+  local interrupted, mine = false, nil
+  if signal_handlers[core.SIGINT] == nil then
+    mine = function()
       interrupted = true
       core.stop()
     end
+    signal_handlers[core.SIGINT] = mine
     core.signal(core.SIGINT)
   end
   local ok, r = pcall(core.run)
-  if own then
+  -- (unless the program set a handler of its own meanwhile)
+  if mine and signal_handlers[core.SIGINT] == mine then
     signal_handlers[core.SIGINT] = nil
     core.signal(core.SIGINT, false)
   end
