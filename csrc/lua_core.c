@@ -396,6 +396,10 @@ static void co_finished(l_ctx_t *ctx, lua_State *L, lua_State *co, int st) {
     if (st != LUA_OK) report_co_error(ctx, L, co);
     return;
   }
+  if (!lua_checkstack(co, 2) || !lua_checkstack(L, 4)) {
+    if (st != LUA_OK) report_co_error(ctx, L, co);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->finish_ref);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
