@@ -711,6 +711,8 @@ end
 local UPGRADE_MANAGED = { ["sec-websocket-protocol"] = true, ["sec-websocket-accept"] = true,
   ["upgrade"] = true, ["connection"] = true }
 
+local NO_RESULT = {}   -- on_upgrade returned nothing (read only)
+
 local function upgrade_main(srv, conn, req)
   local result
   if srv.origins and not request.origin_allowed(req.headers.origin, srv.origins) then
@@ -733,7 +735,7 @@ local function upgrade_main(srv, conn, req)
       " (expected nothing, a table or uvws.reject(...))")
     return reject_upgrade(conn, 500, "internal server error\n")
   end
-  result = result or {}
+  result = result or NO_RESULT
   local protocol = result.protocol
   local offered = (protocol ~= nil or srv.protocols) and req.protocols
   if protocol == nil and srv.protocols then
