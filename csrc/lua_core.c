@@ -1309,6 +1309,29 @@ static int l_server_bind(lua_State *L) {
   return 0;
 }
 
+/* objects() -> {obj, ...}: the Lua objects bound to this server's open
+ * connections (websockets, and the responses of plain requests), in no
+ * particular order.  The loop's list of connections is the index, so a
+ * server keeps no table of its connections. */
+static int l_server_objects(lua_State *L) {
+  l_server_t *box = check_server(L);
+  lua_newtable(L);
+  if (!box->s) return 1;
+  lua_Integer n = 0;
+  for (io_conn_t *c = box->s->loop->conns; c; c = c->next) {
+    l_conn_t *cb = c->data;
+    if (c->server != box->s || !cb || cb->ref == LUA_NOREF) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
+    if (lua_getiuservalue(L, -1, UV_OBJ) == LUA_TTABLE) {
+      lua_rawseti(L, -3, ++n);
+      lua_pop(L, 1);
+    } else {
+      lua_pop(L, 2);
+    }
+  }
+  return 1;
+}
+
 static int l_server_count(lua_State *L) {
   l_server_t *box = check_server(L);
   lua_pushinteger(L, box->s ? (lua_Integer)box->s->nconns : 0);
@@ -1861,6 +1884,7 @@ static const luaL_Reg server_meth[] = {
   {"port", l_server_port},
   {"close", l_server_close},
   {"count", l_server_count},
+  {"objects", l_server_objects},
   {"bind", l_server_bind},
   {"shutdown", l_server_shutdown},
   {NULL, NULL}

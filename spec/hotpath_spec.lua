@@ -264,6 +264,33 @@ describe("hot path", function()
     assert.same({ nil, "malformed request line" }, { core.parse_head("BAD\r\n\r\n") })
   end)
 
+  it("server:connections() and connection_count() follow the open websockets", function()
+    with_server({ handler = echo_handler, on_request = function() return 200, "ok" end },
+      function(srv, url)
+        local a = assert(uvws.connect(url))
+        local b = assert(uvws.connect(url))
+        local c = assert(uvws.connect(url))
+        assert.equal(3, srv:connection_count())
+        local list = srv:connections()
+        assert.equal(3, #list)
+        for _, ws in ipairs(list) do
+          assert.equal(srv, ws.server)
+          assert.is_false(ws.closed)
+        end
+        b:close()
+        local deadline = uvws.now() + 2
+        while srv:connection_count() ~= 2 and uvws.now() < deadline do uvws.sleep(0.01) end
+        assert.equal(2, srv:connection_count())
+        assert.equal(2, #srv:connections())
+        for _, ws in ipairs(srv:connections()) do assert.is_false(ws.closed) end
+        a:close()
+        c:close()
+        deadline = uvws.now() + 2
+        while srv:connection_count() ~= 0 and uvws.now() < deadline do uvws.sleep(0.01) end
+        assert.same({}, srv:connections())
+      end)
+  end)
+
   it("leaves no threads or connections behind after 300 connections come and go", function()
     -- Heap after a full collection, in KiB.
     local function heap()

@@ -634,7 +634,7 @@ end
 -- Called when a server-side websocket closes (shared by all of them).
 function server_ws_closed(w)
   local srv = w.server
-  srv._conns[w] = nil
+  srv._nws = srv._nws - 1
   if srv.on_close and srv.on_message then
     w._c:run_event(srv.on_close, w, w.close_code, w.close_reason)
   end
@@ -642,7 +642,7 @@ function server_ws_closed(w)
     for topic in pairs(w._topics) do w:unsubscribe(topic) end
   end
   local waiters = srv._shutdown_waiters
-  if waiters and not next(srv._conns) then
+  if waiters and srv._nws == 0 then
     srv._shutdown_waiters = nil
     for _, co in ipairs(waiters) do sched.wake(co, true) end
   end
@@ -697,7 +697,7 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   if zbits > 0 then ws._zbits = zbits end
   ws.protocol = protocol
   ws.data = data
-  srv._conns[ws] = true
+  srv._nws = srv._nws + 1
   if srv.on_message and srv.on_open then
     conn:run_event(srv.on_open, ws, nil, nil, true)
   end
@@ -1165,7 +1165,7 @@ function M.listen(opts)
     protocols = opts.protocols,
     origins = opts.origins,
     opts_deflate = opts.deflate,
-    _conns = {},
+    _nws = 0,        -- open websockets (from the upgrade to EV_CLOSED)
     _topics = {},
   }, Server)
   cs:bind(srv)   -- the C server keeps srv alive until it is closed
@@ -1232,15 +1232,17 @@ end
 
 --- The number of open WebSocket connections.
 function Server:connection_count()
-  local n = 0
-  for _ in pairs(self._conns) do n = n + 1 end
-  return n
+  return self._nws
 end
 
 --- The open WebSocket connections of this server (a list).
 function Server:connections()
+  -- The C loop's list of connections is the index: no table per server
+  -- with an entry per connection.
   local list = {}
-  for ws in pairs(self._conns) do list[#list + 1] = ws end
+  for _, obj in ipairs(self._c:objects()) do
+    if getmetatable(obj) == WS and not obj.closed then list[#list + 1] = obj end
+  end
   return list
 end
 
@@ -1262,7 +1264,7 @@ function Server:shutdown(timeout)
     self._closing = true
     self._c:shutdown(1001, timeout)
   end
-  if next(self._conns) and coroutine.isyieldable() then
+  if self._nws > 0 and coroutine.isyieldable() then
     local co = sched.current("shutdown")
     self._shutdown_waiters = self._shutdown_waiters or {}
     table.insert(self._shutdown_waiters, co)
