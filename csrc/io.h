@@ -218,7 +218,6 @@ struct io_conn {
   int close_code;
   struct io_upgrade *up;    /* a waiting upgrade request, or NULL */
   const char *errname;      /* libuv error name of a failure, static */
-  const char *errdetail;    /* why a handshake check failed, static */
   char *close_reason;       /* allocated when the connection ends */
 };
 
@@ -294,6 +293,10 @@ typedef struct io_client_info {
 /* Fills *info for a client connection; returns 0, or -1 for a server
  * connection. */
 int io_client_info(const io_conn_t *c, io_client_info_t *info);
+
+/* Client: why the upgrade response failed its checks (static text), or
+ * NULL. */
+const char *io_client_errdetail(const io_conn_t *c);
 
 /* The libuv error name of a failed connection (e.g. "ECONNREFUSED"), or
  * NULL. */

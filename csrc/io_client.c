@@ -27,6 +27,7 @@ typedef struct io_client {
   uint64_t t_start, t_resolved, t_connected, t_response; /* uv_hrtime */
   char *response_head;   /* a copy of the raw response head */
   size_t response_len;
+  const char *errdetail; /* why the response check failed, static */
   uint8_t resolving;
   uint8_t connecting;
   uint8_t raw;
@@ -43,6 +44,10 @@ static void client_free(io_client_t *cl) {
   ws_buf_free(&cl->request);
   ws_buf_free(&cl->proxy);
   free(cl);
+}
+
+const char *io_client_errdetail(const io_conn_t *c) {
+  return c->client ? c->client->errdetail : NULL;
 }
 
 void io__client_free(io_conn_t *c) {
@@ -349,7 +354,7 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
                                            &ext_reason);
     if (ext < 0) {
       result = WS_HS_EEXTENSION;
-      c->errdetail = ext_reason;
+      cl->errdetail = ext_reason;
     }
   }
   if (result == WS_HS_OK) {

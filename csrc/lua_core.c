@@ -703,7 +703,8 @@ static void on_response(io_conn_t *c, const ws_http_response_t *res,
   else lua_pushstring(L, ws_handshake_errname(result));
   if (protocol.n) lua_pushlstring(L, protocol.p, protocol.n);
   else lua_pushnil(L);
-  if (c->errdetail) lua_pushstring(L, c->errdetail);
+  const char *detail = io_client_errdetail(c);
+  if (detail) lua_pushstring(L, detail);
   else lua_pushnil(L);
   end_event((l_ctx_t *)c->loop->data, L, 7);
 }

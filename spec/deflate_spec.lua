@@ -1363,6 +1363,10 @@ describe("deflate, the uvws client against a hand-written server:", function()
         assert.is_nil(ws, label .. ": accepted")
         assert.equal("EEXTENSION", name, label .. ": " .. tostring(msg))
         assert.equal(101, resp and resp.status, label)
+        if case[1] ~= false then
+          -- The check says why, in parentheses.
+          assert.matches("%(.+%)$", msg, nil, false, label)
+        end
       end
     end, 20)
   end)
