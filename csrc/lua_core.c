@@ -378,8 +378,7 @@ static void push_kind(l_ctx_t *ctx, lua_State *L, const l_conn_t *box,
 
 /* Reports an error that ended coroutine `co` (its message on top of co)
  * when no Lua hook takes it. */
-static void report_co_error(l_ctx_t *ctx, lua_State *L, lua_State *co) {
-  (void)ctx;
+static void report_co_error(lua_State *L, lua_State *co) {
   const char *msg = luaL_tolstring(co, -1, NULL);
   luaL_traceback(L, co, msg, 0);
   lua_pop(co, 2);
@@ -392,12 +391,9 @@ static void report_co_error(l_ctx_t *ctx, lua_State *L, lua_State *co) {
  * co, ok, err.  It reports errors and finishes a connection whose handler
  * this was. */
 static void co_finished(l_ctx_t *ctx, lua_State *L, lua_State *co, int st) {
-  if (ctx->finish_ref == LUA_NOREF) {
-    if (st != LUA_OK) report_co_error(ctx, L, co);
-    return;
-  }
-  if (!lua_checkstack(co, 2) || !lua_checkstack(L, 4)) {
-    if (st != LUA_OK) report_co_error(ctx, L, co);
+  if (ctx->finish_ref == LUA_NOREF || !lua_checkstack(co, 2) ||
+      !lua_checkstack(L, 4)) {
+    if (st != LUA_OK) report_co_error(L, co);
     return;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->finish_ref);

@@ -353,13 +353,17 @@ int ws_http_find_header(const ws_header_t *headers, size_t n,
   return -1;
 }
 
+/* The index of the CRLF that ends the line at i, or len when there is
+ * none. */
+static size_t line_end(const char *head, size_t len, size_t i) {
+  while (i + 1 < len && !(head[i] == '\r' && head[i + 1] == '\n')) i++;
+  return i + 1 < len ? i : len;
+}
+
 int ws_http_next_header(const char *head, size_t len, size_t *pos,
                         ws_header_t *h) {
   size_t i = *pos;
-  if (i == 0) { /* skip the request line */
-    while (i + 1 < len && !(head[i] == '\r' && head[i + 1] == '\n')) i++;
-    i += 2;
-  }
+  if (i == 0) i = line_end(head, len, 0) + 2; /* skip the request line */
   if (i + 1 >= len || (head[i] == '\r' && head[i + 1] == '\n')) {
     *pos = len;
     return 0;
@@ -375,8 +379,7 @@ int ws_http_next_header(const char *head, size_t len, size_t *pos,
   i++;
   while (i < len && (head[i] == ' ' || head[i] == '\t')) i++;
   size_t value = i;
-  while (i + 1 < len && !(head[i] == '\r' && head[i + 1] == '\n')) i++;
-  if (i + 1 >= len) i = len;
+  i = line_end(head, len, i);
   size_t end = i;
   while (end > value && (head[end - 1] == ' ' || head[end - 1] == '\t')) end--;
   h->value.p = head + value;

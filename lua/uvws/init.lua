@@ -682,8 +682,7 @@ end
 local function start_coroutine(srv, ws)
   local co = coroutine.create(srv.handler)
   handler_ws[co] = ws
-  local ok, err = coroutine.resume(co, ws)
-  if not ok or coroutine.status(co) == "dead" then handler_finished(co, ok, err) end
+  sched.resume(co, ws)
 end
 
 local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)

@@ -145,13 +145,20 @@ function M.finished(co, ok, err)
   if not ok then M.on_error(debug.traceback(co, tostring(err))) end
 end
 
+--- Resumes `co` with the given values; when that ends it (an error or a
+-- return), M.finished hears of it.
+function M.resume(co, ...)
+  local ok, err = coroutine.resume(co, ...)
+  if not ok or coroutine.status(co) == "dead" then M.finished(co, ok, err) end
+end
+local resume = M.resume
+
 --- Resumes `co` with the given values (at most four) if it is in a uvws
 -- wait.  Fixed arity: this is on every message's path.
 function M.wake(co, a, b, c, d)
   if waiting[co] then
     waiting[co] = nil
-    local ok, err = coroutine.resume(co, a, b, c, d)
-    if not ok or coroutine.status(co) == "dead" then M.finished(co, ok, err) end
+    resume(co, a, b, c, d)
   end
 end
 
@@ -205,8 +212,7 @@ function M.spawn(fn, ...)
     local ok, err = xpcall(fn, debug.traceback, ...)
     if not ok then M.on_error(err) end
   end)
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then M.finished(co, ok, err) end
+  resume(co, ...)
   return co
 end
 
