@@ -772,8 +772,6 @@ local function on_request(conn, head, body, upgrade, srv)
   if upgrade then
     local _, offered = conn:deflate()
     req.deflate = offered
-  end
-  if upgrade then
     conn:run_event(upgrade_main, srv, conn, req)
   else
     run_request(srv, conn, req)
