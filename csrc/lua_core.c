@@ -1590,21 +1590,67 @@ static int ws_next_k(lua_State *L, int st, lua_KContext k) {
   return n;
 }
 
+/* A message at least this long is released by the each() loop that
+ * waits for the next one (release_control). */
+#define RELEASE_MIN 4096
+
+static int l_ws_next(lua_State *L);
+
+/* Called from the each() iterator about to wait, with its arguments at 1
+ * (state) and 2 (control: the previous message).  Lua's generic `for`
+ * keeps the control value in a hidden local of the loop until the
+ * iterator returns, so a handler waiting for its next message would hold
+ * the last one: with big messages, every waiting connection pins one
+ * (1000 connections that last got 1 MiB each: 1 GiB), and the collector
+ * paces itself on that live set.  The loop overwrites that local with the
+ * iterator's first result before anything can read it, so it is set to
+ * nil here.  Only a caller whose last active locals are the `for`'s own
+ * (named "(for ...)", holding this iterator, state and control) is
+ * touched; the cost (a scan of the caller's locals) is paid for long
+ * messages only. */
+static void release_control(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_checkstack(L, 2) || !lua_getstack(L, 1, &ar)) return;
+  int found = 0;
+  const char *name;
+  for (int n = 1; (name = lua_getlocal(L, &ar, n)) != NULL; n++) {
+    if (strncmp(name, "(for ", 5) == 0 && lua_rawequal(L, -1, 2))
+      found = n; /* the last one: the innermost loop */
+    lua_pop(L, 1);
+  }
+  if (found < 3) return;
+  int ok = 1;
+  lua_getlocal(L, &ar, found - 1);
+  ok = ok && lua_rawequal(L, -1, 1);
+  lua_getlocal(L, &ar, found - 2);
+  ok = ok && lua_tocfunction(L, -1) == l_ws_next;
+  lua_pop(L, 2);
+  if (!ok) return;
+  lua_pushnil(L);
+  if (!lua_setlocal(L, &ar, found)) lua_pop(L, 1);
+}
+
 static int l_ws_next(lua_State *L) {
-  lua_settop(L, 1);
   /* The state is the connection's userdata (what each() passes: no
    * lookup of ws._c per message) or the websocket itself. */
   l_conn_t *box = lua_touserdata(L, 1);
-  if (box && lua_rawlen(L, 1) == sizeof *box && box->magic == CONN_MAGIC)
-    lua_pushvalue(L, 1); /* its userdata at 2 */
-  else
-    box = ws_conn(L);
+  int release = lua_type(L, 2) == LUA_TSTRING &&
+                lua_rawlen(L, 2) >= RELEASE_MIN;
+  if (box && lua_rawlen(L, 1) == sizeof *box && box->magic == CONN_MAGIC) {
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1); /* its userdata at 3 */
+  } else {
+    lua_settop(L, 2);
+    box = ws_conn(L); /* its userdata at 3 */
+  }
   if (box->qh <= box->qt) {
-    queue_pop(L, box, 2);
+    queue_pop(L, box, 3);
     return 2;
   }
   if (box->closed || !box->c) return 0;
   check_can_wait(L, box);
+  if (release) release_control(L);
+  lua_remove(L, 2);
   set_waiter(L, box);
   return lua_yieldk(L, 0, WAIT_CTX(box, 1), ws_next_k);
 }

@@ -54,6 +54,39 @@ describe("hot path", function()
     end)
   end)
 
+  it("each() with long messages: the loop sees every one, however it is written", function()
+    -- each() clears the `for` loop's hidden copy of the last message (4 KiB
+    -- and more) before it waits; nothing the loop can see may change.
+    local big = {}
+    for i = 1, 6 do big[i] = string.rep(string.char(96 + i), 4096 + i * 1000) end
+    with_server({ handler = function(ws)
+      -- nested loops over the same connection, a kept reference, the
+      -- iterator called by hand and a break
+      local kept
+      for data in ws:each() do
+        kept = kept or data
+        ws:send(#data .. ":" .. data:sub(1, 1))
+        if data:sub(1, 1) == "b" then
+          for inner, kind in ws:each() do
+            ws:send("inner " .. #inner .. ":" .. inner:sub(1, 1) .. " " .. kind)
+            if inner:sub(1, 1) == "c" then break end
+          end
+          local f, s = ws:each()
+          local d = f(s, kept)  -- by hand: the control value is just an argument
+          ws:send("hand " .. #d .. ":" .. d:sub(1, 1))
+        end
+      end
+    end }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      for i = 1, 6 do assert(ws:send(big[i])) end
+      local got = {}
+      for i = 1, 6 do got[i] = assert(ws:receive(3)) end
+      assert.same({ #big[1] .. ":a", #big[2] .. ":b", "inner " .. #big[3] .. ":c text",
+                    "hand " .. #big[4] .. ":d", #big[5] .. ":e", #big[6] .. ":f" }, got)
+      ws:close()
+    end)
+  end)
+
   it("rejects a second receiver and a receive outside a coroutine", function()
     with_server({ handler = echo_handler }, function(_, url)
       local ws = assert(uvws.connect(url))

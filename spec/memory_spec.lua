@@ -53,6 +53,31 @@ local function per_connection(style)
   return (after - before) / N
 end
 
+-- The heap the server reports after `conn` got a message of `size` bytes
+-- (echoed back) and its handler went back to waiting, minus the heap
+-- before.
+local function held_after(style, size)
+  local srv = h.start_server(nil, { style }, SERVER)
+  local probe = h.connect(srv.port)
+  local function heap()
+    probe:send(h.text("heap"))
+    return tonumber(assert(probe:read_frame(5)).payload)
+  end
+  local conn = h.connect(srv.port)
+  conn:send(h.text("warm"))
+  assert(conn:read_frame(5))
+  local before = heap()
+  local big = string.rep("m", size)
+  conn:send(h.text(big))
+  local echo = assert(conn:read_frame(5))
+  assert.equal(size, #echo.payload)
+  local after = heap()
+  conn:close()
+  probe:close()
+  srv.stop()
+  return after - before
+end
+
 describe("idle connection memory (server Lua heap)", function()
   after_each(h.stop_all)
 
@@ -60,6 +85,17 @@ describe("idle connection memory (server Lua heap)", function()
     local b = per_connection("event")
     print(("  on_message: %.0f bytes of Lua heap per idle connection"):format(b))
     assert.is_true(b < 900, ("%.0f bytes per connection"):format(b))
+  end)
+
+  it("a handler waiting in each() does not hold its last message", function()
+    -- Lua's `for` keeps the last value in a hidden local until the
+    -- iterator returns: each() clears it before waiting (for messages of
+    -- 4 KiB and more).
+    local held = held_after("coroutine", 512 * 1024)
+    print(("  coroutine handler after a 512 KiB message: %+.0f bytes"):format(held))
+    assert.is_true(held < 64 * 1024, ("%.0f bytes still held"):format(held))
+    held = held_after("event", 512 * 1024)
+    assert.is_true(held < 64 * 1024, ("on_message: %.0f bytes still held"):format(held))
   end)
 
   it("coroutine handler waiting in each(): under 2,000 bytes per connection", function()
