@@ -1594,40 +1594,53 @@ static int ws_next_k(lua_State *L, int st, lua_KContext k) {
  * waits for the next one (release_control). */
 #define RELEASE_MIN 4096
 
-static int l_ws_next(lua_State *L);
-
-/* Called from the each() iterator about to wait, with its arguments at 1
- * (state) and 2 (control: the previous message).  Lua's generic `for`
- * keeps the control value in a hidden local of the loop until the
- * iterator returns, so a handler waiting for its next message would hold
- * the last one: with big messages, every waiting connection pins one
- * (1000 connections that last got 1 MiB each: 1 GiB), and the collector
- * paces itself on that live set.  The loop overwrites that local with the
- * iterator's first result before anything can read it, so it is set to
- * nil here.  Only a caller whose last active locals are the `for`'s own
- * (named "(for ...)", holding this iterator, state and control) is
- * touched; the cost (a scan of the caller's locals) is paid for long
- * messages only. */
-static void release_control(lua_State *L) {
+/* Called from an each() iterator about to wait: the `for` loop that
+ * calls it is at `level`, and the values at indices ival, istate and
+ * ifn of L are the control value it passed (the previous message), its
+ * state and the iterator function.  Lua's generic `for` keeps the control
+ * value in a hidden local of the loop until the iterator returns, so a
+ * handler waiting for its next message would hold the last one: with big
+ * messages, every waiting connection pins one (1000 connections that last
+ * got 1 MiB each: 1 GiB), and the collector paces itself on that live
+ * set.  The loop overwrites that local with the iterator's first result
+ * before anything can read it, so it is set to nil here.  Only a loop
+ * whose last active locals are the `for`'s own (named "(for ...)",
+ * holding this iterator, state and control) is touched; the cost (a scan
+ * of the caller's locals) is paid for long messages only. */
+static void release_control(lua_State *L, int level, int ival, int istate,
+                            int ifn) {
   lua_Debug ar;
-  if (!lua_checkstack(L, 2) || !lua_getstack(L, 1, &ar)) return;
+  if (!lua_checkstack(L, 2) || !lua_getstack(L, level, &ar)) return;
   int found = 0;
   const char *name;
   for (int n = 1; (name = lua_getlocal(L, &ar, n)) != NULL; n++) {
-    if (strncmp(name, "(for ", 5) == 0 && lua_rawequal(L, -1, 2))
+    if (strncmp(name, "(for ", 5) == 0 && lua_rawequal(L, -1, ival))
       found = n; /* the last one: the innermost loop */
     lua_pop(L, 1);
   }
   if (found < 3) return;
-  int ok = 1;
   lua_getlocal(L, &ar, found - 1);
-  ok = ok && lua_rawequal(L, -1, 1);
+  int ok = lua_rawequal(L, -1, istate);
   lua_getlocal(L, &ar, found - 2);
-  ok = ok && lua_tocfunction(L, -1) == l_ws_next;
+  ok = ok && lua_rawequal(L, -1, ifn);
   lua_pop(L, 2);
   if (!ok) return;
   lua_pushnil(L);
   if (!lua_setlocal(L, &ar, found)) lua_pop(L, 1);
+}
+
+/* release_control(last): for the Lua iterator of each(timeout), which
+ * passes the control value it got; its caller is the iterator (level 1),
+ * the loop is at level 2. */
+static int l_release_control(lua_State *L) {
+  lua_settop(L, 1);
+  lua_Debug ar;
+  if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) < RELEASE_MIN ||
+      !lua_getstack(L, 1, &ar) || !lua_getinfo(L, "f", &ar))
+    return 0;
+  lua_pushnil(L); /* the state each(timeout) passes */
+  release_control(L, 2, 1, 3, 2);
+  return 0;
 }
 
 static int l_ws_next(lua_State *L) {
@@ -1649,7 +1662,11 @@ static int l_ws_next(lua_State *L) {
   }
   if (box->closed || !box->c) return 0;
   check_can_wait(L, box);
-  if (release) release_control(L);
+  lua_Debug ar;
+  if (release && lua_getstack(L, 0, &ar) && lua_getinfo(L, "f", &ar)) {
+    release_control(L, 1, 2, 1, lua_gettop(L)); /* this iterator at top */
+    lua_pop(L, 1);
+  }
   lua_remove(L, 2);
   set_waiter(L, box);
   return lua_yieldk(L, 0, WAIT_CTX(box, 1), ws_next_k);
@@ -1963,6 +1980,7 @@ static const luaL_Reg conn_meth[] = {
 static const luaL_Reg funcs[] = {
   {"set_dispatch", l_set_dispatch},
   {"ws_methods", l_ws_methods},
+  {"release_control", l_release_control},
   {"listen", l_listen},
   {"connect", l_connect},
   {"tls_context", l_tls_context},

@@ -17,6 +17,10 @@ local SERVER = [[
     opts.on_message = function(ws, data)
       ws:send(data == "heap" and heap() or data)
     end
+  elseif arg[1] == "timeout" then
+    opts.handler = function(ws)
+      for data in ws:each(60) do ws:send(data == "heap" and heap() or data) end
+    end
   else
     opts.handler = function(ws)
       for data in ws:each() do ws:send(data == "heap" and heap() or data) end
@@ -94,6 +98,8 @@ describe("idle connection memory (server Lua heap)", function()
     local held = held_after("coroutine", 512 * 1024)
     print(("  coroutine handler after a 512 KiB message: %+.0f bytes"):format(held))
     assert.is_true(held < 64 * 1024, ("%.0f bytes still held"):format(held))
+    held = held_after("timeout", 512 * 1024)
+    assert.is_true(held < 64 * 1024, ("each(timeout): %.0f bytes still held"):format(held))
     held = held_after("event", 512 * 1024)
     assert.is_true(held < 64 * 1024, ("on_message: %.0f bytes still held"):format(held))
   end)

@@ -141,11 +141,16 @@ WS.receive = cws.receive
 function WS:each(timeout)
   if timeout == nil then return ws_next, self._c end
   local receive = cws.receive
-  return function()
+  local function iterate(_, last)
+    -- the loop's copy of the last message (a long one) is let go, as
+    -- ws_next does
+    if last then core.release_control(last) end
+    last = nil   -- luacheck: ignore (the argument's own reference)
     local data, kind = receive(self, timeout)
     if data then return data, kind end
     return nil
   end
+  return iterate
 end
 
 local KINDS = { text = false, binary = true }
