@@ -1426,8 +1426,6 @@ static int l_conn_bp(lua_State *L) {
 enum {
   WU_CONN_MT = 1, /* the conn metatable */
   WU_CKEY,        /* "_c": the websocket's field holding its conn */
-  WU_TEXT,        /* "text" */
-  WU_BINARY,      /* "binary" */
   WU_SEND_SLOW,   /* fn(ws, data, kind, timeout): the general send */
   WU_CLOSED,      /* fn(ws) -> nil, message, "closed" */
   WU_ARM,         /* fn(conn, co, timeout) -> timer entry */
@@ -1479,14 +1477,16 @@ static int l_ws_send(lua_State *L) {
   int n = lua_gettop(L);
   l_conn_t *box = ws_conn(L); /* its userdata at n + 1 */
   if (box->c && !box->bp && n <= 3 && lua_type(L, 2) == LUA_TSTRING) {
-    int op;
-    if (n < 3 || lua_rawequal(L, 3, lua_upvalueindex(WU_TEXT)) ||
-        lua_isnil(L, 3))
-      op = WS_OP_TEXT;
-    else if (lua_rawequal(L, 3, lua_upvalueindex(WU_BINARY)))
-      op = WS_OP_BINARY;
-    else
-      goto slow;
+    int op = WS_OP_TEXT;
+    if (n == 3) { /* the kind: a look at the string (no equality call) */
+      int t = lua_type(L, 3);
+      size_t kl;
+      const char *k = t == LUA_TSTRING ? lua_tolstring(L, 3, &kl) : NULL;
+      if (k && kl == 6 && memcmp(k, "binary", 6) == 0)
+        op = WS_OP_BINARY;
+      else if (t != LUA_TNIL && !(k && kl == 4 && memcmp(k, "text", 4) == 0))
+        goto slow;
+    }
     size_t len;
     const char *s = lua_tolstring(L, 2, &len);
     if (op == WS_OP_TEXT && !ws_utf8_valid((const uint8_t *)s, len))
@@ -1645,29 +1645,32 @@ static int l_release_control(lua_State *L) {
 
 static int l_ws_next(lua_State *L) {
   /* The state is the connection's userdata (what each() passes: no
-   * lookup of ws._c per message) or the websocket itself. */
-  l_conn_t *box = lua_touserdata(L, 1);
+   * lookup of ws._c per message) or the websocket itself.  The control
+   * value (the previous message) is kept only when it is long enough to
+   * be let go of (release_control). */
   int release = lua_type(L, 2) == LUA_TSTRING &&
                 lua_rawlen(L, 2) >= RELEASE_MIN;
-  if (box && lua_rawlen(L, 1) == sizeof *box && box->magic == CONN_MAGIC) {
-    lua_settop(L, 2);
-    lua_pushvalue(L, 1); /* its userdata at 3 */
-  } else {
-    lua_settop(L, 2);
-    box = ws_conn(L); /* its userdata at 3 */
-  }
+  lua_settop(L, 1 + release);
+  int ud = 2 + release;
+  l_conn_t *box = lua_touserdata(L, 1);
+  if (box && lua_rawlen(L, 1) == sizeof *box && box->magic == CONN_MAGIC)
+    lua_pushvalue(L, 1); /* its userdata at ud */
+  else
+    box = ws_conn(L);
   if (box->qh <= box->qt) {
-    queue_pop(L, box, 3);
+    queue_pop(L, box, ud);
     return 2;
   }
   if (box->closed || !box->c) return 0;
   check_can_wait(L, box);
-  lua_Debug ar;
-  if (release && lua_getstack(L, 0, &ar) && lua_getinfo(L, "f", &ar)) {
-    release_control(L, 1, 2, 1, lua_gettop(L)); /* this iterator at top */
-    lua_pop(L, 1);
+  if (release) {
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "f", &ar)) {
+      release_control(L, 1, 2, 1, 4); /* this iterator at 4 */
+      lua_pop(L, 1);
+    }
+    lua_remove(L, 2);
   }
-  lua_remove(L, 2);
   set_waiter(L, box);
   return lua_yieldk(L, 0, WAIT_CTX(box, 1), ws_next_k);
 }
@@ -1684,8 +1687,6 @@ static int l_ws_methods(lua_State *L) {
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     luaL_getmetatable(L, CONN_MT);
     lua_pushliteral(L, "_c");
-    lua_pushliteral(L, "text");
-    lua_pushliteral(L, "binary");
     for (int j = 0; j < 4; j++) {
       lua_getfield(L, 1, keys[j]);
       luaL_checktype(L, -1, LUA_TFUNCTION);
