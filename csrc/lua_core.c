@@ -1594,52 +1594,58 @@ static int ws_next_k(lua_State *L, int st, lua_KContext k) {
  * waits for the next one (release_control). */
 #define RELEASE_MIN 4096
 
-/* Called from an each() iterator about to wait: the `for` loop that
- * calls it is at `level`, and the values at indices ival, istate and
- * ifn of L are the control value it passed (the previous message), its
- * state and the iterator function.  Lua's generic `for` keeps the control
- * value in a hidden local of the loop until the iterator returns, so a
- * handler waiting for its next message would hold the last one: with big
- * messages, every waiting connection pins one (1000 connections that last
- * got 1 MiB each: 1 GiB), and the collector paces itself on that live
- * set.  The loop overwrites that local with the iterator's first result
- * before anything can read it, so it is set to nil here.  Only a loop
- * whose last active locals are the `for`'s own (named "(for ...)",
- * holding this iterator, state and control) is touched; the cost (a scan
- * of the caller's locals) is paid for long messages only. */
-static void release_control(lua_State *L, int level, int ival, int istate,
-                            int ifn) {
+/* Called from an each() iterator about to wait: the iterator is the
+ * function at `level` (0: the running C function), the `for` loop that
+ * calls it is the one above, and the values at indices ival and istate of
+ * L are the control value it passed (the previous message) and its state.
+ * Lua's generic `for` keeps the control value in a hidden local of the
+ * loop until the iterator returns, so a handler waiting for its next
+ * message would hold the last one: with big messages, every waiting
+ * connection pins one (1000 connections that last got 1 MiB each: 1 GiB),
+ * and the collector paces itself on that live set.  The loop overwrites
+ * that local with the iterator's first result before anything can read
+ * it, so it is set to nil here.  Only a loop whose last active locals are
+ * the `for`'s own (named "(for ...)", holding this iterator, state and
+ * control) is touched; the cost (a scan of the caller's locals) is paid
+ * for long messages only. */
+static void release_control(lua_State *L, int level, int ival, int istate) {
   lua_Debug ar;
-  if (!lua_checkstack(L, 2) || !lua_getstack(L, level, &ar)) return;
+  if (!lua_checkstack(L, 3) || !lua_getstack(L, level, &ar) ||
+      !lua_getinfo(L, "f", &ar))
+    return;
+  int ifn = lua_gettop(L); /* the iterator */
   int found = 0;
-  const char *name;
-  for (int n = 1; (name = lua_getlocal(L, &ar, n)) != NULL; n++) {
-    if (strncmp(name, "(for ", 5) == 0 && lua_rawequal(L, -1, ival))
-      found = n; /* the last one: the innermost loop */
-    lua_pop(L, 1);
+  if (lua_getstack(L, level + 1, &ar)) {
+    const char *name;
+    for (int n = 1; (name = lua_getlocal(L, &ar, n)) != NULL; n++) {
+      if (strncmp(name, "(for ", 5) == 0 && lua_rawequal(L, -1, ival))
+        found = n; /* the last one: the innermost loop */
+      lua_pop(L, 1);
+    }
   }
-  if (found < 3) return;
-  lua_getlocal(L, &ar, found - 1);
-  int ok = lua_rawequal(L, -1, istate);
-  lua_getlocal(L, &ar, found - 2);
-  ok = ok && lua_rawequal(L, -1, ifn);
-  lua_pop(L, 2);
-  if (!ok) return;
-  lua_pushnil(L);
-  if (!lua_setlocal(L, &ar, found)) lua_pop(L, 1);
+  if (found >= 3) {
+    lua_getlocal(L, &ar, found - 1);
+    int ok = lua_rawequal(L, -1, istate);
+    lua_getlocal(L, &ar, found - 2);
+    ok = ok && lua_rawequal(L, -1, ifn);
+    lua_pop(L, 2);
+    if (ok) {
+      lua_pushnil(L);
+      if (!lua_setlocal(L, &ar, found)) lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1); /* the iterator */
 }
 
-/* release_control(last): for the Lua iterator of each(timeout), which
- * passes the control value it got; its caller is the iterator (level 1),
- * the loop is at level 2. */
+/* release_control(last): for the Lua iterator of each(timeout) (its
+ * caller, at level 1), which passes the control value it got; its state
+ * is nil. */
 static int l_release_control(lua_State *L) {
   lua_settop(L, 1);
-  lua_Debug ar;
-  if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) < RELEASE_MIN ||
-      !lua_getstack(L, 1, &ar) || !lua_getinfo(L, "f", &ar))
+  if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) < RELEASE_MIN)
     return 0;
   lua_pushnil(L); /* the state each(timeout) passes */
-  release_control(L, 2, 1, 3, 2);
+  release_control(L, 1, 1, 2);
   return 0;
 }
 
@@ -1664,11 +1670,7 @@ static int l_ws_next(lua_State *L) {
   if (box->closed || !box->c) return 0;
   check_can_wait(L, box);
   if (release) {
-    lua_Debug ar;
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "f", &ar)) {
-      release_control(L, 1, 2, 1, 4); /* this iterator at 4 */
-      lua_pop(L, 1);
-    }
+    release_control(L, 0, 2, 1);
     lua_remove(L, 2);
   }
   set_waiter(L, box);
