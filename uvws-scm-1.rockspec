@@ -27,7 +27,7 @@ build = {
     ["uvws.core"] = {
       sources = {
         "csrc/ws_buf.c", "csrc/ws_http.c", "csrc/ws_handshake.c",
-        "csrc/ws_frame.c", "csrc/ws_utf8.c", "csrc/ws_conn.c", "csrc/ws_deflate.c",
+        "csrc/ws_frame.c", "csrc/ws_utf8.c", "csrc/ws_sha1.c", "csrc/ws_conn.c", "csrc/ws_deflate.c",
         "csrc/io_loop.c", "csrc/io_conn.c", "csrc/io_server.c", "csrc/io_client.c",
         "csrc/io_tls.c",
         "csrc/lua_core.c",

@@ -1,4 +1,5 @@
 #include "ws_handshake.h"
+#include "ws_sha1.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -108,17 +109,13 @@ int ws_handshake_check_request(const ws_http_request_t *req,
 
 int ws_handshake_accept(const char *key, size_t key_len,
                         char out[WS_ACCEPT_LEN + 1]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (ctx == NULL) return -1;
-  int ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
-           EVP_DigestUpdate(ctx, key, key_len) == 1 &&
-           EVP_DigestUpdate(ctx, ws_guid, sizeof ws_guid - 1) == 1 &&
-           EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 20;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) return -1;
-  if (EVP_EncodeBlock((unsigned char *)out, md, 20) != WS_ACCEPT_LEN)
+  uint8_t md[WS_SHA1_LEN];
+  ws_sha1_t sha;
+  ws_sha1_init(&sha);
+  ws_sha1_update(&sha, key, key_len);
+  ws_sha1_update(&sha, ws_guid, sizeof ws_guid - 1);
+  ws_sha1_final(&sha, md);
+  if (EVP_EncodeBlock((unsigned char *)out, md, WS_SHA1_LEN) != WS_ACCEPT_LEN)
     return -1;
   return 0;
 }

@@ -283,6 +283,18 @@ describe("on_upgrade", function()
     assert.equal("integer", t.remote_port, text)
   end)
 
+  it("formats every IPv4 peer address as a dotted quad", function()
+    -- All of 127/8 is loopback on Linux: one, two and three digits, zeros.
+    for _, addr in ipairs { "127.0.0.2", "127.10.200.5", "127.255.99.250", "127.1.0.10" } do
+      local c = assert(h.raw(srv.port, 3, addr))
+      local ok, err = c:handshake("/info")
+      assert(ok, "handshake from " .. addr .. ": " .. tostring(err))
+      local text = read_text(c)
+      bye(c)
+      assert.matches("\nremote_addr=" .. addr:gsub("%.", "%%.") .. "\n", text)
+    end
+  end)
+
   it("may yield (uvws.sleep) before accepting", function()
     local t0 = h.now()
     local c = connect(srv.port, "/slow")

@@ -342,10 +342,14 @@ local Conn = {}
 Conn.__index = Conn
 
 -- Connects to 127.0.0.1:port.  Returns a connection or nil, err.
-function M.raw(port, timeout)
+function M.raw(port, timeout, local_addr)
   local sock = socket.tcp()
   timeout = timeout or 3
   sock:settimeout(timeout)
+  if local_addr then
+    local ok, err = sock:bind(local_addr, 0)
+    if not ok then sock:close() return nil, err end
+  end
   local ok, err = sock:connect(M.HOST, port)
   if not ok then sock:close() return nil, err end
   sock:setoption("tcp-nodelay", true)
