@@ -11,45 +11,49 @@ static uint32_t load_be32(const uint8_t *p) {
          (uint32_t)p[3];
 }
 
-/* FIPS 180-4 §6.1.2: one 512-bit block, with the 16-word rolling message
- * schedule. */
+/* FIPS 180-4 §6.1.2: one 512-bit block.  The schedule is expanded first;
+ * the rounds go five at a time, each naming the working variables in
+ * their rotated order instead of moving them, and each 20-round stage
+ * has its own loop, so no round tests which stage it is in. */
+#define R(a, b, c, d, e, f, k, i)                \
+  do {                                           \
+    e += rol(a, 5) + (f) + (k) + w[i];           \
+    b = rol(b, 30);                              \
+  } while (0)
+#define F1(b, c, d) ((d) ^ ((b) & ((c) ^ (d))))
+#define F2(b, c, d) ((b) ^ (c) ^ (d))
+#define F3(b, c, d) (((b) & (c)) | ((d) & ((b) | (c))))
+#define FIVE(F, k, t)                                 \
+  do {                                                \
+    R(a, b, c, d, e, F(b, c, d), k, (t));             \
+    R(e, a, b, c, d, F(a, b, c), k, (t) + 1);         \
+    R(d, e, a, b, c, F(e, a, b), k, (t) + 2);         \
+    R(c, d, e, a, b, F(d, e, a), k, (t) + 3);         \
+    R(b, c, d, e, a, F(c, d, e), k, (t) + 4);         \
+  } while (0)
+
 static void compress(uint32_t h[5], const uint8_t *block) {
-  uint32_t w[16];
-  for (int i = 0; i < 16; i++) w[i] = load_be32(block + 4 * i);
+  uint32_t w[80];
+  int t;
+  for (t = 0; t < 16; t++) w[t] = load_be32(block + 4 * t);
+  for (; t < 80; t++) w[t] = rol(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
   uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  for (int t = 0; t < 80; t++) {
-    if (t >= 16) {
-      uint32_t x = w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^
-                   w[t & 15];
-      w[t & 15] = rol(x, 1);
-    }
-    uint32_t f, k;
-    if (t < 20) {
-      f = (b & c) | (~b & d);
-      k = 0x5a827999u;
-    } else if (t < 40) {
-      f = b ^ c ^ d;
-      k = 0x6ed9eba1u;
-    } else if (t < 60) {
-      f = (b & c) | (b & d) | (c & d);
-      k = 0x8f1bbcdcu;
-    } else {
-      f = b ^ c ^ d;
-      k = 0xca62c1d6u;
-    }
-    uint32_t tmp = rol(a, 5) + f + e + k + w[t & 15];
-    e = d;
-    d = c;
-    c = rol(b, 30);
-    b = a;
-    a = tmp;
-  }
+  for (t = 0; t < 20; t += 5) FIVE(F1, 0x5a827999u, t);
+  for (; t < 40; t += 5) FIVE(F2, 0x6ed9eba1u, t);
+  for (; t < 60; t += 5) FIVE(F3, 0x8f1bbcdcu, t);
+  for (; t < 80; t += 5) FIVE(F2, 0xca62c1d6u, t);
   h[0] += a;
   h[1] += b;
   h[2] += c;
   h[3] += d;
   h[4] += e;
 }
+
+#undef FIVE
+#undef F3
+#undef F2
+#undef F1
+#undef R
 
 void ws_sha1_init(ws_sha1_t *s) {
   s->h[0] = 0x67452301u;
