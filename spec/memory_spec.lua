@@ -13,9 +13,14 @@ local SERVER = [[
     return string.format("%.0f", collectgarbage("count") * 1024)
   end
   local opts = { port = 0 }
-  if arg[1] == "event" then
+  if arg[1] == "event" or arg[1] == "data" then
     opts.on_message = function(ws, data)
       ws:send(data == "heap" and heap() or data)
+    end
+    -- "data": an on_upgrade hook that authenticates, as most do (the
+    -- value is a shared string, so it adds nothing itself).
+    if arg[1] == "data" then
+      opts.on_upgrade = function() return { data = "user-1" } end
     end
   elseif arg[1] == "timeout" then
     opts.handler = function(ws)
@@ -89,6 +94,13 @@ describe("idle connection memory (server Lua heap)", function()
     local b = per_connection("event")
     print(("  on_message: %.0f bytes of Lua heap per idle connection"):format(b))
     assert.is_true(b < 900, ("%.0f bytes per connection"):format(b))
+  end)
+
+  it("data from on_upgrade costs no bigger websocket table", function()
+    local plain, with_data = per_connection("event"), per_connection("data")
+    print(("  on_message with on_upgrade data: %.0f bytes (without: %.0f)"):format(with_data, plain))
+    -- A fifth field would double the table's hash part (+96 bytes).
+    assert.is_true(with_data - plain < 48, ("%.0f against %.0f bytes"):format(with_data, plain))
   end)
 
   it("a handler waiting in each() does not hold its last message", function()

@@ -96,19 +96,29 @@ local function closed_error(ws)
 end
 
 -- Defaults of the fields a websocket sets only when they differ: an idle
--- server-side websocket is a table of four slots (_c, _opts, request,
--- server).
+-- server-side websocket is a table of four slots (_c, request, server and
+-- data, the one a hook that authenticates fills), whose options are its
+-- server's; a client's has _c and _opts.
 WS.closed = false
 WS.deflate = false
 
-local function new_ws(conn, opts, on_message, srv, req)
+local function new_ws(conn, opts, on_message, srv, req, data)
   -- Created on first use, so an idle connection costs little: _pings
   -- ({payload, co, sent}), _close_waiters, _drain_waiters.  Queued
   -- messages, the receiving coroutine and the backpressure flag live in C
   -- (the conn).
-  local ws = setmetatable({ _c = conn, _opts = opts, request = req, server = srv }, WS)
+  local ws
+  if srv then
+    ws = setmetatable({ _c = conn, request = req, server = srv, data = data }, WS)
+  else
+    ws = setmetatable({ _c = conn, _opts = opts }, WS)
+  end
   conn:bind(ws, opts.send_high_water or nil, opts.max_queue or nil, false, on_message)
   return ws
+end
+
+local function opts_of(ws)
+  return ws._opts or ws.server.opts
 end
 
 -- The timer of a receive with a timeout.
@@ -156,9 +166,10 @@ end
 local KINDS = { text = false, binary = true }
 
 local function backpressure(ws, timeout)
-  local hwm = ws._opts.send_high_water
+  local opts = opts_of(ws)
+  local hwm = opts.send_high_water
   if not hwm or ws._c:buffered() < hwm then return true end
-  local policy = ws._opts.send_policy
+  local policy = opts.send_policy
   if policy == "drop" then
     return nil, "send buffer full (" .. ws._c:buffered() .. " bytes queued)", "backpressure"
   elseif policy == "close" then
@@ -179,7 +190,7 @@ end
 --- Waits until the send queue is below the high-water mark.
 -- @return true  or  nil, message, name
 function WS:drain(timeout)
-  local hwm = self._opts.send_high_water
+  local hwm = opts_of(self).send_high_water
   if self.closed then return closed_error(self) end
   if not hwm or self._c:buffered() < hwm then return true end
   local co = sched.current("drain")
@@ -255,7 +266,7 @@ function WS:ping(data, timeout)
     self._pings = pings
   end
   pings[#pings + 1] = entry
-  if timeout == nil then timeout = self._opts.pong_timeout or nil end
+  if timeout == nil then timeout = opts_of(self).pong_timeout or nil end
   return sched.wait(timeout, function()
     for i = 1, #pings do
       if pings[i] == entry then table.remove(pings, i) break end
@@ -695,12 +706,11 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   if not ok then return nil, err end
   -- The handshake is over: what was derived from the head is dropped.
   request.compact(req)
-  local ws = new_ws(conn, srv.opts, srv.on_message, srv, req)
+  local ws = new_ws(conn, srv.opts, srv.on_message, srv, req, data)
   local on, _, zbits = conn:deflate()
   if on then ws.deflate = on end
   if zbits > 0 then ws._zbits = zbits end
   ws.protocol = protocol
-  ws.data = data
   srv._nws = srv._nws + 1
   if srv.on_message and srv.on_open then
     conn:run_event(srv.on_open, ws, nil, nil, true)
