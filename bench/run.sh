@@ -11,7 +11,9 @@
 #   WSBENCH     the wsbench folder [../shared/tools/wsbench beside the repo]
 #   SECS REPS WARM         measured seconds, repetitions, warm-up [10 3 2]
 #   SERVERS     echo peers [tcpecho uvws uvws_event uvws_deflate node_ws py_websockets]
-#               (uvws_event: bench/event_server.lua, on_message handler)
+#               (uvws_event: bench/event_server.lua, on_message handler;
+#               uvws_gc, not in the default list: echo_server.lua with the
+#               collector tuned for big messages, bench/echo_gc.lua)
 #   PHASES      [echo tls handshake idle]; tls runs bench/tls_deflate.sh
 #               (wss:// and permessage-deflate with bench/loadgen.lua)
 #   TLS_SECS TLS_CONFIGS TLS_MD   its seconds per cell [min(SECS, 5)], its
@@ -96,7 +98,7 @@ mkdir -p "$SNAP/build/uvws" "$SNAP/examples" "$SNAP/bench"
 cp -r lua "$SNAP/"
 cp build/uvws/core.so "$SNAP/build/uvws/"
 cp examples/echo_server.lua "$SNAP/examples/"
-cp bench/handshake_server.lua bench/event_server.lua "$SNAP/bench/"
+cp bench/handshake_server.lua bench/event_server.lua bench/echo_gc.lua "$SNAP/bench/"
 export LUA_PATH="$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;;"
 export LUA_CPATH="$SNAP/build/?.so;;"
 
@@ -117,6 +119,7 @@ server_cmd() {  # name port -> command line
     uvws_tls)      echo "$LUA $SNAP/examples/echo_server.lua $p --tls $OUT/tls/cert.pem $OUT/tls/key.pem" ;;
     uvws_hs)       echo "$LUA $SNAP/bench/handshake_server.lua $p" ;;
     uvws_event)    echo "$LUA $SNAP/bench/event_server.lua $p" ;;
+    uvws_gc)       echo "$LUA $SNAP/bench/echo_gc.lua $p" ;;
     node_ws)       echo "env WS_DIR=$REPO/bench/node_modules/ws node $WSBENCH/peers/ws_echo.js $p" ;;
     py_websockets) echo "$PY $WSBENCH/peers/websockets_echo.py $p" ;;
     *) say "unknown server $1"; return 1 ;;
