@@ -13,7 +13,9 @@
 #   SERVERS     echo peers [tcpecho uvws uvws_event uvws_deflate node_ws py_websockets]
 #               (uvws_event: bench/event_server.lua, on_message handler;
 #               uvws_gc, not in the default list: echo_server.lua with the
-#               collector tuned for big messages, bench/echo_gc.lua)
+#               collector tuned for big messages, bench/echo_gc.lua;
+#               uvws_lean, not in the default list either: the on_message
+#               server with keep_request = false)
 #   PHASES      [echo tls handshake idle]; tls runs bench/tls_deflate.sh
 #               (wss:// and permessage-deflate with bench/loadgen.lua)
 #   TLS_SECS TLS_CONFIGS TLS_MD   its seconds per cell [min(SECS, 5)], its
@@ -120,6 +122,7 @@ server_cmd() {  # name port -> command line
     uvws_hs)       echo "$LUA $SNAP/bench/handshake_server.lua $p" ;;
     uvws_event)    echo "$LUA $SNAP/bench/event_server.lua $p" ;;
     uvws_gc)       echo "$LUA $SNAP/bench/echo_gc.lua $p" ;;
+    uvws_lean)     echo "$LUA $SNAP/bench/event_server.lua $p --no-request" ;;
     node_ws)       echo "env WS_DIR=$REPO/bench/node_modules/ws node $WSBENCH/peers/ws_echo.js $p" ;;
     py_websockets) echo "$PY $WSBENCH/peers/websockets_echo.py $p" ;;
     *) say "unknown server $1"; return 1 ;;
@@ -252,7 +255,7 @@ fi
 # --- idle RSS -------------------------------------------------------------------
 if phase idle; then
   IDLE_SERVERS=""
-  for n in $SERVERS; do case $n in uvws|uvws_event|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
+  for n in $SERVERS; do case $n in uvws|uvws_event|uvws_lean|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
   for rep in $(seq 1 "$REPS"); do
     for n in $IDLE_SERVERS; do   # a fresh server each time: freed memory is not reused
       start_server "$n"; sleep 1

@@ -15,9 +15,9 @@ import statistics
 from collections import defaultdict
 
 FOREIGN_MAX = 0.10
-ECHO_ORDER = ["tcpecho", "uvws", "uvws_gc", "uvws_event", "uvws_deflate", "node_ws", "py_websockets"]
+ECHO_ORDER = ["tcpecho", "uvws", "uvws_gc", "uvws_event", "uvws_lean", "uvws_deflate", "node_ws", "py_websockets"]
 NAMES = {
-    "tcpecho": "tcpecho", "uvws": "uvws", "uvws_event": "uvws on_message", "uvws_gc": "uvws, GC tuned", "uvws_deflate": "uvws --deflate",
+    "tcpecho": "tcpecho", "uvws": "uvws", "uvws_event": "uvws on_message", "uvws_gc": "uvws, GC tuned", "uvws_lean": "uvws on_message, keep_request = false", "uvws_deflate": "uvws --deflate",
     "uvws_hs": "uvws (on_upgrade hook)", "node_ws": "node ws", "py_websockets": "py websockets",
 }
 

@@ -28,6 +28,28 @@ describe("event-style handlers", function()
     assert.same({ "open /x", "close 4000" }, log)
   end)
 
+  it("keep_request = false: the websocket does not keep the upgrade request", function()
+    local seen = {}
+    for _, keep in ipairs { false, true } do
+      with_server({
+        keep_request = keep,
+        on_upgrade = function(req) return { data = req.path } end,
+        on_open = function(ws) seen[#seen + 1] = { ws.request ~= nil, ws.data } end,
+        on_message = function(ws, data)
+          ws:send(tostring(ws.request and ws.request.path) .. " " .. ws.data .. " " .. data)
+        end,
+      }, function(_, url)
+        local ws = assert(uvws.connect(url .. "room"))
+        ws:send("hi")
+        assert.equal((keep and "/room" or "nil") .. " /room hi", ws:receive(2))
+        ws:close()
+      end)
+    end
+    assert.same({ { false, "/room" }, { true, "/room" } }, seen)
+    assert.has_error(function() uvws.listen { port = 0, keep_request = "no" } end,
+                     "uvws.listen: keep_request must be a boolean")
+  end)
+
   it("reports an error to on_error, closes that connection with 1011 and keeps serving", function()
     local errors = {}
     with_server({

@@ -22,6 +22,11 @@ local SERVER = [[
     if arg[1] == "data" then
       opts.on_upgrade = function() return { data = "user-1" } end
     end
+  elseif arg[1] == "lean" then
+    opts.keep_request = false
+    opts.on_message = function(ws, data)
+      ws:send(data == "heap" and heap() or data)
+    end
   elseif arg[1] == "timeout" then
     opts.handler = function(ws)
       for data in ws:each(60) do ws:send(data == "heap" and heap() or data) end
@@ -101,6 +106,13 @@ describe("idle connection memory (server Lua heap)", function()
     print(("  on_message with on_upgrade data: %.0f bytes (without: %.0f)"):format(with_data, plain))
     -- A fifth field would double the table's hash part (+96 bytes).
     assert.is_true(with_data - plain < 48, ("%.0f against %.0f bytes"):format(with_data, plain))
+  end)
+
+  it("keep_request = false: the request and its head are not kept", function()
+    local plain, lean = per_connection("event"), per_connection("lean")
+    print(("  on_message, keep_request = false: %.0f bytes (kept: %.0f)"):format(lean, plain))
+    -- The request table (4 slots) alone is 152 bytes, its head more.
+    assert.is_true(plain - lean > 250, ("%.0f against %.0f bytes"):format(lean, plain))
   end)
 
   it("a handler waiting in each() does not hold its last message", function()

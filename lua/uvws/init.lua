@@ -706,7 +706,7 @@ local function start_handler(srv, conn, req, protocol, extra, data, use_deflate)
   if not ok then return nil, err end
   -- The handshake is over: what was derived from the head is dropped.
   request.compact(req)
-  local ws = new_ws(conn, srv.opts, srv.on_message, srv, req, data)
+  local ws = new_ws(conn, srv.opts, srv.on_message, srv, srv.keep_request and req or nil, data)
   local on, _, zbits = conn:deflate()
   if on then ws.deflate = on end
   if zbits > 0 then ws._zbits = zbits end
@@ -1146,6 +1146,9 @@ function M.listen(opts)
   if opts.port ~= nil and math.type(opts.port) ~= "integer" then
     error("uvws.listen: port must be an integer", 2)
   end
+  if opts.keep_request ~= nil and type(opts.keep_request) ~= "boolean" then
+    error("uvws.listen: keep_request must be a boolean", 2)
+  end
   local o = merge_opts(opts)
   local host = opts.host or "127.0.0.1"
   if host == "localhost" then host = "127.0.0.1" end
@@ -1176,6 +1179,7 @@ function M.listen(opts)
     on_error = opts.on_error or default_on_error,
     protocols = opts.protocols,
     origins = opts.origins,
+    keep_request = opts.keep_request ~= false,
     opts_deflate = opts.deflate,
     _nws = 0,        -- open websockets (from the upgrade to EV_CLOSED)
     _topics = {},
