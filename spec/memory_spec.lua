@@ -13,7 +13,7 @@ local SERVER = [[
     return string.format("%.0f", collectgarbage("count") * 1024)
   end
   local opts = { port = 0 }
-  if arg[1] == "event" or arg[1] == "data" then
+  if arg[1] == "event" or arg[1] == "data" or arg[1] == "lean" then
     opts.on_message = function(ws, data)
       ws:send(data == "heap" and heap() or data)
     end
@@ -22,11 +22,8 @@ local SERVER = [[
     if arg[1] == "data" then
       opts.on_upgrade = function() return { data = "user-1" } end
     end
-  elseif arg[1] == "lean" then
-    opts.keep_request = false
-    opts.on_message = function(ws, data)
-      ws:send(data == "heap" and heap() or data)
-    end
+    -- "lean": the websockets do not keep their request.
+    if arg[1] == "lean" then opts.keep_request = false end
   elseif arg[1] == "timeout" then
     opts.handler = function(ws)
       for data in ws:each(60) do ws:send(data == "heap" and heap() or data) end
