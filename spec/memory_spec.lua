@@ -7,15 +7,17 @@ local h = require "spec.helper"
 
 local SERVER = [[
   local uvws = require "uvws"
-  local function heap()
+  -- "heap": after two full collections; "heap1": after one, which frees
+  -- only what no finalizer keeps for another cycle.
+  local function heap(data)
     collectgarbage()
-    collectgarbage()
+    if data ~= "heap1" then collectgarbage() end
     return string.format("%.0f", collectgarbage("count") * 1024)
   end
   local opts = { port = 0 }
   if arg[1] == "event" or arg[1] == "data" or arg[1] == "lean" then
     opts.on_message = function(ws, data)
-      ws:send(data == "heap" and heap() or data)
+      ws:send(data:match("^heap") and heap(data) or data)
     end
     -- "data": an on_upgrade hook that authenticates, as most do (the
     -- value is a shared string, so it adds nothing itself).
@@ -26,11 +28,11 @@ local SERVER = [[
     if arg[1] == "lean" then opts.keep_request = false end
   elseif arg[1] == "timeout" then
     opts.handler = function(ws)
-      for data in ws:each(60) do ws:send(data == "heap" and heap() or data) end
+      for data in ws:each(60) do ws:send(data:match("^heap") and heap(data) or data) end
     end
   else
     opts.handler = function(ws)
-      for data in ws:each() do ws:send(data == "heap" and heap() or data) end
+      for data in ws:each() do ws:send(data:match("^heap") and heap(data) or data) end
     end
   end
   local server = assert(uvws.listen(opts))
@@ -110,6 +112,37 @@ describe("idle connection memory (server Lua heap)", function()
     print(("  on_message, keep_request = false: %.0f bytes (kept: %.0f)"):format(lean, plain))
     -- The request table (4 slots) alone is 152 bytes, its head more.
     assert.is_true(plain - lean > 250, ("%.0f against %.0f bytes"):format(lean, plain))
+  end)
+
+  it("a closed connection's websocket goes in the first collection", function()
+    -- The connection's userdata has a finalizer, so the collector keeps
+    -- it (about 200 bytes) and what it refers to for one more cycle; it
+    -- must not refer to the websocket (and its request) by then, which
+    -- left about 800 bytes per connection.
+    for _, style in ipairs { "event", "coroutine" } do
+      local srv = h.start_server(nil, { style }, SERVER)
+      local probe = h.connect(srv.port)
+      local function heap(cmd)
+        probe:send(h.text(cmd))
+        return tonumber(assert(probe:read_frame(5)).payload)
+      end
+      local before = heap("heap")
+      local conns = {}
+      for i = 1, N do conns[i] = h.connect(srv.port) end
+      for i = 1, N do conns[i]:send(h.text("hi")) end
+      for i = 1, N do assert(conns[i]:read_frame(5)) end
+      for i = 1, N do
+        conns[i]:send(h.close(1000))
+        conns[i]:expect_close(2)
+        conns[i]:close()
+      end
+      h.sleep(0.2)
+      local kept = (heap("heap1") - before) / N
+      probe:close()
+      srv.stop()
+      print(("  %s: %.0f bytes per closed connection left after one collection"):format(style, kept))
+      assert.is_true(kept < 400, ("%s: %.0f bytes per connection"):format(style, kept))
+    end
   end)
 
   it("a handler waiting in each() does not hold its last message", function()

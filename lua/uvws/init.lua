@@ -681,6 +681,7 @@ local function handler_finished(co, ok, err)
   local ws = handler_ws[co]
   if not ws then return false end
   handler_ws[co] = nil
+  ws._c:forget(co)
   if not ok then
     pcall(ws.server.on_error, err, debug.traceback(co, tostring(err)))
     if not ws.closed then ws._c:close(1011, "internal error") end
