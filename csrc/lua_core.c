@@ -670,7 +670,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
   }
   box->c = NULL;
   c->data = NULL;
-  if (L) {
+  if (L && box->ref != LUA_NOREF) {
     /* The userdata has a finalizer, so the collector keeps it, and all it
      * refers to, for one more cycle after it becomes garbage (an old one,
      * in the generational mode, until a major collection).  Let the
