@@ -43,14 +43,25 @@ local SERVER = [[
 
 local N = 300
 
-local function per_connection(style)
+-- Starts SERVER in `style`; returns it and heap([cmd]), which asks it over
+-- a probe connection for its heap ("heap" by default, or "heap1"), and
+-- stop().
+local function start(style)
   local srv = h.start_server(nil, { style }, SERVER)
   local probe = h.connect(srv.port)
-  local function heap()
-    probe:send(h.text("heap"))
-    local f = assert(probe:read_frame(5))
-    return tonumber(f.payload)
+  local function heap(cmd)
+    probe:send(h.text(cmd or "heap"))
+    return tonumber(assert(probe:read_frame(5)).payload)
   end
+  local function stop()
+    probe:close()
+    srv.stop()
+  end
+  return srv, heap, stop
+end
+
+local function per_connection(style)
+  local srv, heap, stop = start(style)
   -- A first batch warms up what is created once (pools, interned strings).
   local conns = {}
   for i = 1, 20 do conns[i] = h.connect(srv.port) end
@@ -61,8 +72,7 @@ local function per_connection(style)
   for i = 21, 20 + N do assert(conns[i]:read_frame(5)) end
   local after = heap()
   for _, c in ipairs(conns) do c:close() end
-  probe:close()
-  srv.stop()
+  stop()
   return (after - before) / N
 end
 
@@ -70,12 +80,7 @@ end
 -- (echoed back) and its handler went back to waiting, minus the heap
 -- before.
 local function held_after(style, size)
-  local srv = h.start_server(nil, { style }, SERVER)
-  local probe = h.connect(srv.port)
-  local function heap()
-    probe:send(h.text("heap"))
-    return tonumber(assert(probe:read_frame(5)).payload)
-  end
+  local srv, heap, stop = start(style)
   local conn = h.connect(srv.port)
   conn:send(h.text("warm"))
   assert(conn:read_frame(5))
@@ -86,8 +91,7 @@ local function held_after(style, size)
   assert.equal(size, #echo.payload)
   local after = heap()
   conn:close()
-  probe:close()
-  srv.stop()
+  stop()
   return after - before
 end
 
@@ -120,13 +124,8 @@ describe("idle connection memory (server Lua heap)", function()
     -- must not refer to the websocket (and its request) by then, which
     -- left about 800 bytes per connection.
     for _, style in ipairs { "event", "coroutine" } do
-      local srv = h.start_server(nil, { style }, SERVER)
-      local probe = h.connect(srv.port)
-      local function heap(cmd)
-        probe:send(h.text(cmd))
-        return tonumber(assert(probe:read_frame(5)).payload)
-      end
-      local before = heap("heap")
+      local srv, heap, stop = start(style)
+      local before = heap()
       local conns = {}
       for i = 1, N do conns[i] = h.connect(srv.port) end
       for i = 1, N do conns[i]:send(h.text("hi")) end
@@ -138,8 +137,7 @@ describe("idle connection memory (server Lua heap)", function()
       end
       h.sleep(0.2)
       local kept = (heap("heap1") - before) / N
-      probe:close()
-      srv.stop()
+      stop()
       print(("  %s: %.0f bytes per closed connection left after one collection"):format(style, kept))
       assert.is_true(kept < 400, ("%s: %.0f bytes per connection"):format(style, kept))
     end
