@@ -107,9 +107,15 @@ local function new_ws(conn, opts, on_message, srv, req, data)
   -- ({payload, co, sent}), _close_waiters, _drain_waiters.  Queued
   -- messages, the receiving coroutine and the backpressure flag live in C
   -- (the conn).
+  -- The constructor sizes the table: four slots with the request, two
+  -- (24 bytes each) without it and data (keep_request = false).
   local ws
-  if srv then
+  if req then
     ws = setmetatable({ _c = conn, request = req, server = srv, data = data }, WS)
+  elseif data ~= nil then
+    ws = setmetatable({ _c = conn, server = srv, data = data }, WS)
+  elseif srv then
+    ws = setmetatable({ _c = conn, server = srv }, WS)
   else
     ws = setmetatable({ _c = conn, _opts = opts }, WS)
   end
