@@ -134,22 +134,24 @@ enum {
 
 #define CONN_MAGIC 0x75767773u /* "uvws": ws_conn's cheap identity check */
 
+/* Every idle connection has one: 64 bytes, packed (the userdata is 168
+ * with its header and user values). */
 typedef struct l_conn {
   uint32_t magic;
-  io_conn_t *c;
   int ref;            /* registry reference to this userdata while open */
+  io_conn_t *c;
   lua_State *waiter;  /* the coroutine waiting in receive, or NULL */
   lua_State *anchored; /* the thread UV_WAITER holds (it stays there after
                           the wait, so a loop of receives sets it once) */
   lua_Integer qh, qt; /* queue: pairs at qh..qt (qh = 1, qt = 0: empty) */
   size_t hwm;         /* send high-water mark, 0 for none */
-  lua_Integer max_queue; /* pause reading at this many messages (0: never) */
-  uint8_t raw;        /* a TCP stream: messages have no kind */
-  uint8_t evt;        /* UV_EVT holds an on_message handler */
-  uint8_t busy;       /* an event handler runs (later messages queue) */
-  uint8_t paused;     /* reading paused: the queue is full */
-  uint8_t bp;         /* the send queue reached the high-water mark */
-  uint8_t closed;     /* on_closed has begun */
+  int32_t max_queue;  /* pause reading at this many messages (0: never) */
+  unsigned raw : 1;    /* a TCP stream: messages have no kind */
+  unsigned evt : 1;    /* UV_EVT holds an on_message handler */
+  unsigned busy : 1;   /* an event handler runs (later messages queue) */
+  unsigned paused : 1; /* reading paused: the queue is full */
+  unsigned bp : 1;     /* the send queue reached the high-water mark */
+  unsigned closed : 1; /* on_closed has begun */
 } l_conn_t;
 
 static l_ctx_t *get_ctx(lua_State *L) {
@@ -330,7 +332,7 @@ static l_conn_t *new_conn_box(lua_State *L) {
 }
 
 static void set_paused(l_conn_t *box, int paused) {
-  box->paused = (uint8_t)paused;
+  box->paused = paused != 0;
   if (box->c) io_conn_pause(box->c, paused);
 }
 
@@ -1373,8 +1375,9 @@ static int l_conn_bind(lua_State *L) {
   l_conn_t *box = check_conn(L);
   lua_settop(L, 6);
   box->hwm = (size_t)luaL_optinteger(L, 3, 0);
-  box->max_queue = luaL_optinteger(L, 4, 0);
-  box->raw = (uint8_t)lua_toboolean(L, 5);
+  lua_Integer mq = luaL_optinteger(L, 4, 0);
+  box->max_queue = mq > INT32_MAX ? INT32_MAX : mq < 0 ? 0 : (int32_t)mq;
+  box->raw = lua_toboolean(L, 5) != 0;
   box->evt = !lua_isnil(L, 6);
   lua_setiuservalue(L, 1, UV_EVT);
   lua_pop(L, 3);
