@@ -201,19 +201,20 @@ struct io_conn {
   uint64_t next_ping;
   uint64_t pong_deadline;
   uint8_t phase;
-  uint8_t reading;
-  uint8_t writing;          /* a uv_write is in flight */
-  uint8_t is_dirty;
-  uint8_t handed_up;        /* on_request was called: owe on_closed */
-  uint8_t eof;              /* the peer closed its side */
-  uint8_t paused;           /* the layer above paused reading */
-  uint8_t keepalive;        /* the HTTP request allows another one */
-  uint8_t close_after_flush;/* end the connection once `out` is sent */
-  uint8_t want_drain;       /* the layer above waits for on_drain */
-  uint8_t out_full;         /* reading stopped: too much output queued */
-  uint8_t over_limit;       /* accepted beyond max_connections: 503 */
-  uint8_t input_pending;    /* `in` holds bytes to process at the flush */
   uint8_t close_reason_len;
+  /* Flags, one bit each: every idle connection has them. */
+  unsigned reading : 1;
+  unsigned writing : 1;          /* a uv_write is in flight */
+  unsigned is_dirty : 1;
+  unsigned handed_up : 1;        /* on_request was called: owe on_closed */
+  unsigned eof : 1;              /* the peer closed its side */
+  unsigned paused : 1;           /* the layer above paused reading */
+  unsigned keepalive : 1;        /* the HTTP request allows another one */
+  unsigned close_after_flush : 1;/* end the connection once `out` is sent */
+  unsigned want_drain : 1;       /* the layer above waits for on_drain */
+  unsigned out_full : 1;         /* reading stopped: too much output queued */
+  unsigned over_limit : 1;       /* accepted beyond max_connections: 503 */
+  unsigned input_pending : 1;    /* `in` holds bytes to process at the flush */
   uint32_t theap_pos;       /* index in loop->theap + 1; 0: not there */
   int close_code;
   struct io_upgrade *up;    /* a waiting upgrade request, or NULL */
