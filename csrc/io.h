@@ -36,8 +36,7 @@ typedef struct io_conn io_conn_t;
 /* Limits of a server's connections.  Sizes are bytes and times are
  * milliseconds; 0 disables a size limit or a timer. */
 typedef struct io_limits {
-  size_t max_message_size;
-  size_t max_frame_size;
+  ws_limits_t ws;           /* message and frame sizes, shared */
   size_t max_head_size;
   size_t max_headers;
   size_t max_body_size;
@@ -49,7 +48,6 @@ typedef struct io_limits {
   size_t send_high_water;   /* on_drain fires when the queue falls below */
   size_t max_connections;   /* beyond it, requests get 503 */
   int reuseport;            /* listen with SO_REUSEPORT */
-  size_t max_inflated_size; /* 0: max_message_size */
   ws_deflate_config_t deflate; /* permessage-deflate (enabled = 0: off) */
 } io_limits_t;
 

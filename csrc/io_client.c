@@ -370,9 +370,7 @@ void io__client_input(io_conn_t *c, const uint8_t *data, size_t n) {
     }
     c->consume = in_place ? 0 : (size_t)len;
     c->phase = IO_WS;
-    c->ws.max_message_size = c->lim->max_message_size;
-    c->ws.max_frame_size = c->lim->max_frame_size;
-    c->ws.max_inflated_size = c->lim->max_inflated_size;
+    c->ws.lim = &c->lim->ws;
     if (ext == 1) {
       ws_deflate_t *d = ws_deflate_new(&cl->lim.deflate, &agreed, 0);
       if (!d) {

@@ -543,9 +543,7 @@ int io_conn_accept(io_conn_t *c, const char *protocol, const char *extra,
   http_release(c);
   const io_limits_t *lim = c->lim;
   c->phase = IO_WS;
-  c->ws.max_message_size = lim->max_message_size;
-  c->ws.max_frame_size = lim->max_frame_size;
-  c->ws.max_inflated_size = lim->max_inflated_size;
+  c->ws.lim = &lim->ws;
   uint64_t now = now_ms(c);
   c->last_recv = now;
   c->next_ping = lim->ping_interval ? now + lim->ping_interval : 0;

@@ -1059,8 +1059,8 @@ static size_t opt_size(lua_State *L, int t, const char *k) {
 }
 
 static void read_limits(lua_State *L, int t, io_limits_t *lim) {
-  lim->max_message_size = opt_size(L, t, "max_message_size");
-  lim->max_frame_size = opt_size(L, t, "max_frame_size");
+  lim->ws.max_message_size = opt_size(L, t, "max_message_size");
+  lim->ws.max_frame_size = opt_size(L, t, "max_frame_size");
   lim->max_head_size = opt_size(L, t, "max_head_size");
   lim->max_headers = opt_size(L, t, "max_headers");
   lim->max_body_size = opt_size(L, t, "max_body_size");
@@ -1070,7 +1070,7 @@ static void read_limits(lua_State *L, int t, io_limits_t *lim) {
   lim->ping_interval = opt_ms(L, t, "ping_interval");
   lim->pong_timeout = opt_ms(L, t, "pong_timeout");
   lim->send_high_water = opt_size(L, t, "send_high_water");
-  lim->max_inflated_size = opt_size(L, t, "max_inflated_size");
+  lim->ws.max_inflated_size = opt_size(L, t, "max_inflated_size");
   lim->max_connections = opt_size(L, t, "max_connections");
   if (!lim->max_head_size) lim->max_head_size = WS_HTTP_MAX_HEAD;
   if (!lim->max_headers) lim->max_headers = WS_HTTP_MAX_HEADERS;

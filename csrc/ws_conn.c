@@ -140,12 +140,12 @@ static int begin_frame(ws_conn_t *c, const ws_frame_header_t *h) {
     }
     /* §7.4.1, 1009: the limits are enforced from the header, before any
      * of the payload is received. */
-    if (c->max_frame_size && h->len > c->max_frame_size) {
+    if (c->lim->max_frame_size && h->len > c->lim->max_frame_size) {
       fail(c, 1009, "frame too big");
       return -1;
     }
-    if (c->max_message_size) {
-      uint64_t max = c->max_message_size;
+    if (c->lim->max_message_size) {
+      uint64_t max = c->lim->max_message_size;
       if (inflating(c)) {
         /* A compressed message: the inflated size is checked as it is
          * produced; here its compressed bytes, which deflate's framing
@@ -269,8 +269,8 @@ static int end_data_frame(ws_conn_t *c, const uint8_t *p, size_t n,
 static size_t inflate_payload(ws_conn_t *c, const uint8_t *p, size_t n,
                               int *stop) {
   size_t before = WS_BUF_SIZE(&c->msg), got;
-  size_t limit = c->max_inflated_size ? c->max_inflated_size
-                                      : c->max_message_size;
+  size_t limit = c->lim->max_inflated_size ? c->lim->max_inflated_size
+                                           : c->lim->max_message_size;
   int fin = c->fh.fin && c->remaining == 0;
   int r = ws_deflate_inflate(c->deflate, p, n, fin, &c->msg, limit);
 
@@ -393,7 +393,9 @@ uint8_t *ws_conn_recv_buf(ws_conn_t *c, size_t min, size_t slack,
 
 void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
                   void *ud) {
+  static const ws_limits_t no_limits = {0, 0, 0};
   memset(c, 0, sizeof *c);
+  c->lim = &no_limits;
   c->role = (uint8_t)role;
   c->on_event = fn;
   c->ud = ud;
@@ -450,8 +452,9 @@ static size_t small_frame(ws_conn_t *c, uint8_t *p, size_t avail) {
       masked != (c->role == WS_ROLE_SERVER) || c->msg_opcode)
     return 0;
   hl = masked ? 6 : 2;
-  if (avail < hl + n || (c->max_frame_size && n > c->max_frame_size) ||
-      (c->max_message_size && n > c->max_message_size))
+  const ws_limits_t *lim = c->lim;
+  if (avail < hl + n || (lim->max_frame_size && n > lim->max_frame_size) ||
+      (lim->max_message_size && n > lim->max_message_size))
     return 0;
   if (masked) unmask_short(p + hl, n, p + 2);
   c->msg_opcode = b0 & 0x0f;

@@ -96,6 +96,18 @@ enum {
   WS_SEND_COMPRESS = 2
 };
 
+/* Size limits; 0: none.  Connections point to theirs (ws_conn_t.lim), so
+ * that all the connections of a server share one. */
+typedef struct ws_limits {
+  size_t max_message_size;
+  size_t max_frame_size;
+  /* Limit on the inflated size of a compressed message; 0: the same as
+   * max_message_size.  With permessage-deflate, max_message_size also
+   * bounds the compressed bytes of a message (plus 1/32 and 1 KiB of
+   * slack for deflate's framing), as node ws does. */
+  size_t max_inflated_size;
+} ws_limits_t;
+
 typedef struct ws_conn {
   /* Configuration: set by ws_conn_init, may be changed before feeding. */
   uint8_t role;             /* ws_role_t */
@@ -106,13 +118,9 @@ typedef struct ws_conn {
   uint8_t msg_rsv;          /* RSV bits of its first frame */
   uint32_t utf8;            /* ws_utf8 state of a text message */
 
-  size_t max_message_size;  /* 0: no limit */
-  size_t max_frame_size;    /* 0: no limit */
-  /* Limit on the inflated size of a compressed message; 0: the same as
-   * max_message_size.  With permessage-deflate, max_message_size also
-   * bounds the compressed bytes of a message (plus 1/32 and 1 KiB of
-   * slack for deflate's framing), as node ws does. */
-  size_t max_inflated_size;
+  /* The limits, not owned: they must outlive the connection.
+   * ws_conn_init points this at limits of 0 (none). */
+  const ws_limits_t *lim;
   /* permessage-deflate streams, owned; NULL without the extension.  Set
    * with ws_conn_set_deflate(). */
   ws_deflate_t *deflate;
@@ -146,7 +154,8 @@ typedef struct ws_conn {
   ws_buf_t out;
 } ws_conn_t;
 
-/* Sets up c (no allocation).  Limits start at 0 (none). */
+/* Sets up c (no allocation).  Limits start at 0 (none): c->lim points to
+ * constant zero limits until the caller sets it. */
 void ws_conn_init(ws_conn_t *c, ws_role_t role, ws_conn_event_fn fn,
                   void *ud);
 

@@ -61,7 +61,7 @@ static void on_event(void *ud, const ws_event_t *e) {
     CHECK(e->opcode == WS_OP_TEXT || e->opcode == WS_OP_BINARY);
     if (e->opcode == WS_OP_TEXT && !(c->msg_rsv & WS_RSV1))
       CHECK(ws_utf8_valid(e->data, e->len));
-    if (c->max_message_size) CHECK(e->len <= c->max_message_size);
+    if (c->lim->max_message_size) CHECK(e->len <= c->lim->max_message_size);
     break;
   case WS_EV_PING:
   case WS_EV_PONG:
@@ -132,14 +132,17 @@ static void check_out(const ws_conn_t *c, ws_buf_t *norm) {
 }
 
 static void setup(ws_conn_t *c, rec_t *r, uint8_t cfg) {
-  static const size_t frame_limits[4] = {0, 16, 200, 70000};
-  static const size_t msg_limits[4] = {0, 16, 300, 70000};
+  /* Frame limit (bits 3-4) by message limit (bits 5-6). */
+  static const ws_limits_t limits[16] = {
+      {0, 0, 0},     {0, 16, 0},     {0, 200, 0},     {0, 70000, 0},
+      {16, 0, 0},    {16, 16, 0},    {16, 200, 0},    {16, 70000, 0},
+      {300, 0, 0},   {300, 16, 0},   {300, 200, 0},   {300, 70000, 0},
+      {70000, 0, 0}, {70000, 16, 0}, {70000, 200, 0}, {70000, 70000, 0}};
   memset(r, 0, sizeof *r);
   ws_conn_init(c, (cfg & 1) ? WS_ROLE_CLIENT : WS_ROLE_SERVER, on_event, r);
   r->c = c;
   c->rsv_allowed = (cfg & 2) ? WS_RSV1 : 0;
-  c->max_frame_size = frame_limits[(cfg >> 3) & 3];
-  c->max_message_size = msg_limits[(cfg >> 5) & 3];
+  c->lim = &limits[(cfg >> 3) & 15];
   if (cfg & 4) CHECK(ws_conn_close(c, 1001, "going", 5) == WS_CONN_OK);
 }
 

@@ -185,8 +185,8 @@ static void run_feed_mode(const cfg_t *cfg, const uint8_t *in, size_t n,
   memset(r, 0, sizeof *r);
   ws_conn_init(&c, cfg->role, on_event, r);
   c.rsv_allowed = cfg->rsv_allowed;
-  c.max_message_size = cfg->max_msg;
-  c.max_frame_size = cfg->max_frame;
+  ws_limits_t lim = {cfg->max_msg, cfg->max_frame, 0};
+  c.lim = &lim;
   r->c = &c;
   if (cfg->close_first && ws_conn_close(&c, 1000, "bye", 3) != WS_CONN_OK)
     r->errors++;
@@ -1128,7 +1128,8 @@ TEST(limits) {
     memset(&r, 0, sizeof r);
     ws_conn_init(&c, WS_ROLE_SERVER, on_event, &r);
     r.c = &c;
-    c.max_message_size = 1000;
+    ws_limits_t lim = {1000, 0, 0};
+    c.lim = &lim;
     CHECK_EQ_INT(ws_conn_feed(&c, (uint8_t[]){0x82, 0xfe, 0x03}, 3), 3);
     CHECK_EQ_INT(r.nev, 0);
     CHECK_EQ_INT(ws_conn_feed(&c, (uint8_t[]){0xe9}, 1), 1);

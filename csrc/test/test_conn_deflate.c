@@ -396,6 +396,7 @@ TEST(bomb_fails_1009_early) {
   uint8_t *zeros = calloc(1, big), *buf;
   ws_buf_t z = {0};
   ws_conn_t c;
+  ws_limits_t lim;
   rec_t r;
   compress_with(&P15, 1, zeros, big, &z);
   free(zeros);
@@ -403,7 +404,8 @@ TEST(bomb_fails_1009_early) {
   fn = frame(buf, 1, WS_RSV1, WS_OP_BINARY, 0, WS_BUF_PTR(&z),
              WS_BUF_SIZE(&z));
   conn_new(&c, &r, WS_ROLE_CLIENT, &P15, 0);
-  c.max_message_size = 65536;
+  lim = (ws_limits_t){65536, 0, 0};
+  c.lim = &lim;
   used = feed(&c, buf, fn, 1024);
   CHECK(used <= 1024);
   CHECK_EQ_INT(r.n, 1);
@@ -416,7 +418,8 @@ TEST(bomb_fails_1009_early) {
 
   /* max_inflated_size alone bounds it too. */
   conn_new(&c, &r, WS_ROLE_CLIENT, &P15, 0);
-  c.max_inflated_size = 100000;
+  lim = (ws_limits_t){0, 0, 100000};
+  c.lim = &lim;
   used = feed(&c, buf, fn, 0);
   CHECK(r.n == 1 && r.type[0] == WS_EV_FAIL && r.code[0] == 1009);
   ws_conn_free(&c);
@@ -424,7 +427,8 @@ TEST(bomb_fails_1009_early) {
 
   /* With a limit of 10 MiB it is delivered. */
   conn_new(&c, &r, WS_ROLE_CLIENT, &P15, 0);
-  c.max_message_size = big;
+  lim = (ws_limits_t){big, 0, 0};
+  c.lim = &lim;
   CHECK_EQ_INT(feed(&c, buf, fn, 4096), fn);
   CHECK(r.n == 1 && r.type[0] == WS_EV_MESSAGE && r.len[0] == big);
   ws_conn_free(&c);
@@ -440,9 +444,11 @@ TEST(compressed_wire_bytes_limited) {
   size_t hl = ws_frame_write_header(hdr, 1, WS_RSV1, WS_OP_BINARY, NULL,
                                     1000 + 31 + 1024 + 1);
   ws_conn_t c;
+  ws_limits_t lim;
   rec_t r;
   conn_new(&c, &r, WS_ROLE_CLIENT, &P15, 0);
-  c.max_message_size = 1000;
+  lim = (ws_limits_t){1000, 0, 0};
+  c.lim = &lim;
   CHECK_EQ_INT(feed(&c, hdr, hl, 0), hl);
   CHECK(r.n == 1 && r.type[0] == WS_EV_FAIL && r.code[0] == 1009);
   ws_conn_free(&c);
@@ -451,7 +457,8 @@ TEST(compressed_wire_bytes_limited) {
   hl = ws_frame_write_header(hdr, 1, WS_RSV1, WS_OP_BINARY, NULL,
                              1000 + 31 + 1024);
   conn_new(&c, &r, WS_ROLE_CLIENT, &P15, 0);
-  c.max_message_size = 1000;
+  lim = (ws_limits_t){1000, 0, 0};
+  c.lim = &lim;
   CHECK_EQ_INT(feed(&c, hdr, hl, 0), hl);
   CHECK_EQ_INT(r.n, 0);
   ws_conn_free(&c);
@@ -465,6 +472,7 @@ TEST(incompressible_message_at_the_limit) {
   uint8_t *msg = malloc(n + 1), *buf = malloc(n + 4096);
   ws_buf_t z = {0};
   ws_conn_t c;
+  ws_limits_t lim;
   rec_t r;
   uint32_t s = 9;
   size_t i;
@@ -477,7 +485,8 @@ TEST(incompressible_message_at_the_limit) {
   fn = frame(buf, 1, WS_RSV1, WS_OP_BINARY, 1, WS_BUF_PTR(&z),
              WS_BUF_SIZE(&z));
   conn_new(&c, &r, WS_ROLE_SERVER, &P15, 0);
-  c.max_message_size = n;
+  lim = (ws_limits_t){n, 0, 0};
+  c.lim = &lim;
   CHECK_EQ_INT(feed(&c, buf, fn, 7000), fn);
   CHECK(r.n == 1 && r.type[0] == WS_EV_MESSAGE && r.len[0] == n);
   CHECK(r.n == 1 && memcmp(r.data[0], msg, n) == 0);
@@ -488,7 +497,8 @@ TEST(incompressible_message_at_the_limit) {
   fn = frame(buf, 1, WS_RSV1, WS_OP_BINARY, 1, WS_BUF_PTR(&z),
              WS_BUF_SIZE(&z));
   conn_new(&c, &r, WS_ROLE_SERVER, &P15, 0);
-  c.max_message_size = n;
+  lim = (ws_limits_t){n, 0, 0};
+  c.lim = &lim;
   feed(&c, buf, fn, 7000);
   CHECK(r.n == 1 && r.type[0] == WS_EV_FAIL && r.code[0] == 1009);
   ws_conn_free(&c);
@@ -642,6 +652,7 @@ static void pump(ws_conn_t *from, ws_conn_t *to, uint32_t *seed) {
 TEST(two_connections_every_mode) {
   static const size_t sizes[] = {0, 1, 16, 100, 1000, 16384, 65536, 131072};
   uint8_t *msg = malloc(131072);
+  const ws_limits_t lim = {131072, 0, 0};
   uint32_t seed = 2024;
   int w, mode;
   for (w = 8; w <= 15; w++)
@@ -656,7 +667,7 @@ TEST(two_connections_every_mode) {
       p.client_max_window_bits = (uint8_t)(23 - w);
       conn_new(&s, &rs, WS_ROLE_SERVER, &p, 16);
       conn_new(&c, &rc, WS_ROLE_CLIENT, &p, 16);
-      s.max_message_size = c.max_message_size = 131072;
+      s.lim = c.lim = &lim;
       for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         size_t n = sizes[si], i;
         int op = si % 2 ? WS_OP_BINARY : WS_OP_TEXT;
