@@ -95,6 +95,13 @@ typedef struct io_callbacks {
                       int result, ws_slice_t protocol);
   /* A non-connection event: the scheduler timer fired. */
   void (*on_timer)(io_loop_t *loop);
+  /* A server cannot accept connections: err is the libuv error of a
+   * failed accept, or UV_EMFILE with `nofile` (the process's open-files
+   * limit) when a connection just took the last file descriptor.  libuv
+   * accepts and closes at once the connections that come when none is
+   * left, without telling; this is the warning.  At most one report a
+   * second per server.  May be NULL. */
+  void (*on_accept_error)(io_server_t *s, int err, uint64_t nofile);
 } io_callbacks_t;
 
 struct io_loop {
@@ -141,6 +148,8 @@ struct io_server {
   void *data;               /* for the layer above */
   io_server_t *next, *prev; /* in loop->servers */
   size_t nconns;            /* open connections of this server */
+  uint64_t nofile;          /* the open-files limit at listen, 0: none */
+  uint64_t accept_report_after; /* loop time of the next on_accept_error */
 };
 
 /* Connection phases. */

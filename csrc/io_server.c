@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,10 +29,23 @@ static void on_failed_close(uv_handle_t *h) {
   free(s);
 }
 
+/* Reports what keeps the server from accepting, at most once a second. */
+static void accept_failed(io_server_t *s, int err, uint64_t nofile) {
+  io_loop_t *loop = s->loop;
+  uint64_t now = uv_now(loop->uv);
+  if (s->accept_report_after && now < s->accept_report_after) return;
+  s->accept_report_after = now + 1000;
+  if (loop->cb.on_accept_error) loop->cb.on_accept_error(s, err, nofile);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   io_server_t *s = server->data;
   io_loop_t *loop = s->loop;
-  if (status < 0 || s->closed) return;
+  if (s->closed) return;
+  if (status < 0) {
+    accept_failed(s, status, 0);
+    return;
+  }
   io_conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   if (uv_tcp_init(loop->uv, &c->tcp) != 0) {
@@ -47,10 +61,18 @@ static void on_connection(uv_stream_t *server, int status) {
   s->nconns++;
   if (s->limits.max_connections && s->nconns > s->limits.max_connections)
     c->over_limit = 1;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (r != 0) {
     io_conn_abort(c, 1006, "accept failed");
+    accept_failed(s, r, 0);
     return;
   }
+  /* Descriptors are handed out lowest first: the highest one means that
+   * none is left, and libuv drops the next connections unseen. */
+  uv_os_fd_t fd;
+  if (s->nofile && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+      (uint64_t)fd + 1 >= s->nofile)
+    accept_failed(s, UV_EMFILE, s->nofile);
 #ifndef __linux__
   /* Linux copies TCP_NODELAY from the listener (set below) to every
    * accepted socket: one setsockopt less per connection there. */
@@ -66,6 +88,20 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   io__conn_arm(c);
   io__conn_start(c);
+}
+
+/* A server holds a file descriptor per connection: the soft limit on open
+ * files (often 1024) is raised to the hard limit, as Go's runtime does
+ * (failure changes nothing).  Returns the limit then, 0 for none. */
+static uint64_t raise_nofile_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t cur = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = cur;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
 }
 
 io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
@@ -86,6 +122,7 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
     *err = UV_ENOMEM;
     return NULL;
   }
+  s->nofile = raise_nofile_limit();
   s->loop = loop;
   s->limits = *limits;
   s->tls = tls;

@@ -79,7 +79,8 @@ enum {
   EV_TIMER = 5,   /* */
   EV_DRAIN = 6,   /* obj */
   EV_RESPONSE = 7, /* obj, status, headers, error name or nil, protocol */
-  EV_SIGNAL = 8    /* signum */
+  EV_SIGNAL = 8,   /* signum */
+  EV_ACCEPT_ERROR = 9 /* server obj, error name, message, limit or nil */
 };
 
 #define MAX_SIGNALS 8
@@ -723,6 +724,19 @@ static void on_timer(io_loop_t *loop) {
   if (!L) return;
   lua_pushinteger(L, EV_TIMER);
   end_event((l_ctx_t *)loop->data, L, 1);
+}
+
+static void on_accept_error(io_server_t *s, int err, uint64_t nofile) {
+  l_server_t *sbox = s->data;
+  lua_State *L;
+  if (!sbox || sbox->ref == LUA_NOREF || !(L = begin_event(s->loop))) return;
+  lua_pushinteger(L, EV_ACCEPT_ERROR);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sbox->ref);
+  lua_pushstring(L, uv_err_name(err));
+  lua_pushstring(L, uv_strerror(err));
+  if (nofile) lua_pushinteger(L, (lua_Integer)nofile);
+  else lua_pushnil(L);
+  end_event((l_ctx_t *)s->loop->data, L, 5);
 }
 
 /* ---- module functions ------------------------------------------------------ */
@@ -2120,8 +2134,8 @@ int luaopen_uvws_core(lua_State *L) {
     lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    io_callbacks_t cb = {on_request, on_message, on_pong, on_drain,
-                         on_closed, on_response, on_timer};
+    io_callbacks_t cb = {on_request, on_message, on_pong,     on_drain,
+                         on_closed,  on_response, on_timer, on_accept_error};
     ctx->loop = io_loop_new(host_loop(L), &cb);
     if (!ctx->loop) return luaL_error(L, "uvws: cannot create the loop");
     ctx->loop->data = ctx;
@@ -2158,6 +2172,8 @@ int luaopen_uvws_core(lua_State *L) {
   lua_setfield(L, -2, "EV_RESPONSE");
   lua_pushinteger(L, EV_SIGNAL);
   lua_setfield(L, -2, "EV_SIGNAL");
+  lua_pushinteger(L, EV_ACCEPT_ERROR);
+  lua_setfield(L, -2, "EV_ACCEPT_ERROR");
   lua_pushinteger(L, WS_SEND_NO_COMPRESS);
   lua_setfield(L, -2, "SEND_NO_COMPRESS");
   lua_pushinteger(L, WS_SEND_COMPRESS);

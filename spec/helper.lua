@@ -102,7 +102,9 @@ end
 -- example (with args {"0"}); with `source`, that Lua text is written to a
 -- temporary file and run instead.  Returns srv = {port, pid, stop, alive,
 -- stderr}; raises if the server does not come up.
-function M.start_server(script, args, source, timeout)
+-- `prefix`, if given, is shell text run before the server starts (such as
+-- "ulimit -n 64;").
+function M.start_server(script, args, source, timeout, prefix)
   local tmp = {}
   if source then
     -- os.tmpname() creates the file it names: remove it as well.
@@ -121,7 +123,7 @@ function M.start_server(script, args, source, timeout)
   local argv = {}
   for i, a in ipairs(args or {}) do argv[i] = M.q(a) end
   local cmd = "echo $$; cd " .. M.q(M.root) .. " && " .. lua_env() ..
-              "exec " .. PDEATHSIG .. M.LUA .. " " .. M.q(script) .. " " ..
+              (prefix or "") .. " exec " .. PDEATHSIG .. M.LUA .. " " .. M.q(script) .. " " ..
               table.concat(argv, " ") ..
               " </dev/null >" .. M.q(out) .. " 2>" .. M.q(err)
   local ph = assert(io.popen(cmd, "r"))

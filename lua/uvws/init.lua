@@ -26,6 +26,7 @@ M.origin_allowed = request.origin_allowed
 local EV_REQUEST, EV_PONG, EV_CLOSED, EV_TIMER, EV_DRAIN, EV_RESPONSE, EV_SIGNAL =
   core.EV_REQUEST, core.EV_PONG, core.EV_CLOSED,
   core.EV_TIMER, core.EV_DRAIN, core.EV_RESPONSE, core.EV_SIGNAL
+local EV_ACCEPT_ERROR = core.EV_ACCEPT_ERROR
 
 local signal_handlers = {}   -- signum -> function
 local live_servers = setmetatable({}, { __mode = "k" })
@@ -800,6 +801,23 @@ local function on_request(conn, head, body, upgrade, srv)
   end
 end
 
+-- The server cannot accept connections: an accept failed, or (nofile
+-- given) the last file descriptor was just taken, after which the kernel's
+-- next connections are closed as soon as they come.  At most one report a
+-- second.
+local function on_accept_error(srv, name, message, nofile)
+  local msg
+  if nofile then
+    msg = string.format("server on port %s: all %d file descriptors the process may open " ..
+      "are in use (%s): new connections are closed until some end; raise the " ..
+      "open-files limit (ulimit -n)", tostring(srv.port), nofile, name)
+  else
+    msg = string.format("server on port %s: cannot accept a connection: %s (%s)",
+      tostring(srv.port), message, name)
+  end
+  pcall(srv.on_error, msg)
+end
+
 local function dispatch(ev, obj, a, b, c, d, e)
   if ev == EV_TIMER then
     sched.on_timer()
@@ -824,6 +842,8 @@ local function dispatch(ev, obj, a, b, c, d, e)
     end
   elseif ev == EV_PONG then
     if getmetatable(obj) == WS then ws_on_pong(obj, a) end
+  elseif ev == EV_ACCEPT_ERROR then
+    on_accept_error(obj, a, b, c)
   elseif ev == EV_SIGNAL then
     local h = signal_handlers[obj]
     if h then
