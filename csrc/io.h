@@ -102,6 +102,11 @@ typedef struct io_callbacks {
    * left, without telling; this is the warning.  At most one report a
    * second per server.  May be NULL. */
   void (*on_accept_error)(io_server_t *s, int err, uint64_t nofile);
+  /* The bytes of a read (or of input held back, at a flush) have all been
+   * parsed, or the parser is about to act on a control frame or fail the
+   * connection (WS_EV_MARK): a layer above that held messages back hands
+   * them over now.  May be NULL. */
+  void (*on_input_done)(io_conn_t *c);
 } io_callbacks_t;
 
 struct io_loop {

@@ -470,6 +470,9 @@ void io__on_ws_event(void *ud, const ws_event_t *ev) {
   io_loop_t *loop = c->loop;
   if (c->phase == IO_CLOSING) return;
   switch (ev->type) {
+  case WS_EV_MARK:
+    if (loop->cb.on_input_done && !loop->closing) loop->cb.on_input_done(c);
+    break;
   case WS_EV_MESSAGE:
     if (loop->cb.on_message && !loop->closing)
       loop->cb.on_message(c, ev->opcode, ev->data, ev->len);
@@ -733,6 +736,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   else if (c->tls)
     io__tls_input(c, buf->base, (size_t)nread);
   else io__conn_plaintext(c, (uint8_t *)buf->base, (size_t)nread);
+  if (c->loop->cb.on_input_done) c->loop->cb.on_input_done(c);
   if (c->phase != IO_CLOSING && c->reading &&
       io_conn_buffered(c) >= out_cap(c)) {
     c->out_full = 1;
@@ -850,6 +854,7 @@ void io__conn_flush(io_conn_t *c) {
       } else {
         process(c, WS_BUF_PTR(&pending), WS_BUF_SIZE(&pending));
         ws_buf_free(&pending);
+        if (c->loop->cb.on_input_done) c->loop->cb.on_input_done(c);
       }
       if (c->phase == IO_CLOSING) return;
     }

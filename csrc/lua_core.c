@@ -112,6 +112,12 @@ typedef struct l_ctx {
   uv_signal_t sig[MAX_SIGNALS];
   int sig_num[MAX_SIGNALS];
   int nsig;
+  /* Messages of the read being parsed, for the coroutine waiting in
+   * receive on pend_box (see pend_deliver): records of a pend_hdr_t and
+   * the bytes, pend_pos..pend_len not yet taken. */
+  struct l_conn *pend_box;
+  char *pend;
+  size_t pend_len, pend_pos, pend_cap;
 } l_ctx_t;
 
 typedef struct l_server {
@@ -595,16 +601,115 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
   if (fresh) lua_pop(L, 1);
 }
 
+/* One resume per read.  While a read is parsed, the messages for a
+ * coroutine that waits in receive (or each()) are copied into the loop's
+ * pending buffer instead of resuming it once per message; when the read
+ * is parsed (on_input_done), it is resumed once, with the first, and its
+ * next receives take the others from the buffer without yielding.  What
+ * it leaves there (it went to wait on something else) goes to its
+ * connection's queue, in order.  At depth 16 that saves 15 resumes and
+ * yields (each a setjmp and a longjmp) of every 16 messages.  Only
+ * messages up to PEND_MAX bytes are copied; a longer one, or one for
+ * another connection, is delivered as before. */
+#define PEND_MAX 1024
+
+typedef struct pend_hdr {
+  uint32_t opcode, len;
+} pend_hdr_t;
+
+static int pend_append(l_ctx_t *ctx, int opcode, const uint8_t *data,
+                       size_t len) {
+  size_t need = ctx->pend_len + sizeof(pend_hdr_t) + len;
+  if (need > ctx->pend_cap) {
+    size_t cap = ctx->pend_cap ? ctx->pend_cap : 4096;
+    while (cap < need) cap *= 2;
+    char *p = realloc(ctx->pend, cap);
+    if (!p) return -1;
+    ctx->pend = p;
+    ctx->pend_cap = cap;
+  }
+  pend_hdr_t h = {(uint32_t)opcode, (uint32_t)len};
+  memcpy(ctx->pend + ctx->pend_len, &h, sizeof h);
+  if (len) memcpy(ctx->pend + ctx->pend_len + sizeof h, data, len);
+  ctx->pend_len = need;
+  return 0;
+}
+
+/* Pushes the next pending message: data, kind. */
+static void pend_pop(l_ctx_t *ctx, lua_State *L, const l_conn_t *box) {
+  pend_hdr_t h;
+  memcpy(&h, ctx->pend + ctx->pend_pos, sizeof h);
+  lua_pushlstring(L, ctx->pend + ctx->pend_pos + sizeof h, h.len);
+  push_kind(ctx, L, box, (int)h.opcode);
+  ctx->pend_pos += sizeof h + h.len;
+}
+
+/* receive/each(): the next pending message of box, if any (pushed). */
+static int pend_take(lua_State *L, const l_conn_t *box) {
+  if (!box->c) return 0;
+  l_ctx_t *ctx = box->c->loop->data;
+  if (ctx->pend_box != box || ctx->pend_pos >= ctx->pend_len) return 0;
+  pend_pop(ctx, L, box);
+  return 1;
+}
+
+/* The read is parsed: resumes the waiting coroutine with the pending
+ * messages, then queues what it left. */
+static void pend_deliver(l_ctx_t *ctx, lua_State *L) {
+  l_conn_t *box = ctx->pend_box;
+  if (!box) return;
+  lua_State *co = box->waiter;
+  if (co && lua_status(co) == LUA_YIELD && box->qh > box->qt) {
+    box->waiter = NULL;
+    pend_pop(ctx, co, box);
+    resume_co(ctx, L, co, 2);
+  }
+  if (ctx->pend_pos < ctx->pend_len && box->ref != LUA_NOREF) {
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
+    while (ctx->pend_pos < ctx->pend_len) {
+      pend_pop(ctx, L, box);
+      queue_push(L, box, top + 1);
+    }
+    lua_settop(L, top);
+  }
+  ctx->pend_box = NULL;
+  ctx->pend_len = ctx->pend_pos = 0;
+  if (ctx->pend_cap > 65536) { /* a read of many small messages */
+    free(ctx->pend);
+    ctx->pend = NULL;
+    ctx->pend_cap = 0;
+  }
+}
+
+static void on_input_done(io_conn_t *c) {
+  l_ctx_t *ctx = c->loop->data;
+  if (ctx->pend_box && ctx->L) pend_deliver(ctx, ctx->L);
+}
+
 static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
                        size_t len) {
   l_conn_t *box = c->data;
   l_ctx_t *ctx = c->loop->data;
   lua_State *L = ctx->L;
   if (!box || !L || ctx->dispatch_ref == LUA_NOREF) return;
+  if (ctx->pend_box == box) {
+    /* More of the same read: after the others. */
+    if (pend_append(ctx, opcode, data, len) == 0) return;
+    pend_deliver(ctx, L); /* out of memory: hand over what is there */
+  }
   if (box->waiter && lua_status(box->waiter) != LUA_YIELD)
     box->waiter = NULL; /* closed (coroutine.close) while it waited */
+  if (box->waiter && box->qh > box->qt && !box->evt && !box->raw &&
+      !ctx->pend_box && len <= PEND_MAX) {
+    /* The hot path: the coroutine waiting in receive gets this message,
+     * and the rest of the read's, when the read is parsed. */
+    ctx->pend_box = box;
+    if (pend_append(ctx, opcode, data, len) == 0) return;
+    ctx->pend_box = NULL;
+  }
   if (box->waiter && box->qh > box->qt && (!box->evt || box->busy)) {
-    /* The hot path: straight to the coroutine waiting in receive. */
+    /* Straight to the coroutine waiting in receive. */
     lua_State *co = box->waiter;
     box->waiter = NULL;
     lua_pushlstring(co, (const char *)data, len);
@@ -658,6 +763,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
   l_conn_t *box = c->data;
   if (!box) return;
   l_ctx_t *ctx = c->loop->data;
+  if (ctx->pend_box == box && ctx->L) pend_deliver(ctx, ctx->L);
   box->closed = 1; /* receive answers "closed" from now on */
   lua_State *L = begin_event(c->loop);
   if (L) {
@@ -1580,6 +1686,7 @@ static void check_can_wait(lua_State *L, l_conn_t *box) {
 static int l_ws_receive(lua_State *L) {
   lua_settop(L, 2);
   l_conn_t *box = ws_conn(L); /* its userdata at 3 */
+  if (pend_take(L, box)) return 2;
   if (box->qh <= box->qt) {
     queue_pop(L, box, 3);
     return 2;
@@ -1691,6 +1798,7 @@ static int l_ws_next(lua_State *L) {
     lua_pushvalue(L, 1); /* its userdata at ud */
   else
     box = ws_conn(L);
+  if (pend_take(L, box)) return 2;
   if (box->qh <= box->qt) {
     queue_pop(L, box, ud);
     return 2;
@@ -1990,6 +2098,8 @@ static int l_ctx_gc(lua_State *L) {
     io_loop_free(ctx->loop);
     ctx->loop = NULL;
   }
+  free(ctx->pend);
+  ctx->pend = NULL;
   return 0;
 }
 
@@ -2134,8 +2244,9 @@ int luaopen_uvws_core(lua_State *L) {
     lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    io_callbacks_t cb = {on_request, on_message, on_pong,     on_drain,
-                         on_closed,  on_response, on_timer, on_accept_error};
+    io_callbacks_t cb = {on_request, on_message,  on_pong,
+                         on_drain,   on_closed,   on_response,
+                         on_timer,   on_accept_error, on_input_done};
     ctx->loop = io_loop_new(host_loop(L), &cb);
     if (!ctx->loop) return luaL_error(L, "uvws: cannot create the loop");
     ctx->loop->data = ctx;

@@ -45,6 +45,16 @@ static void emit(ws_conn_t *c, const ws_event_t *ev) {
   if (c->on_event) c->on_event(c->ud, ev);
 }
 
+/* WS_EV_MARK, if asked for: before acting on a control frame or failing. */
+static void mark(ws_conn_t *c) {
+  ws_event_t ev;
+  if (!c->marks) return;
+  memset(&ev, 0, sizeof ev);
+  ev.type = WS_EV_MARK;
+  ev.data = empty;
+  emit(c, &ev);
+}
+
 static void reset_message(ws_conn_t *c) {
   c->msg_opcode = 0;
   c->msg_rsv = 0;
@@ -63,6 +73,7 @@ static void reset_message(ws_conn_t *c) {
 static void fail(ws_conn_t *c, int code, const char *reason) {
   ws_event_t ev;
 
+  if (!c->close_sent) mark(c); /* (which may close) */
   if (!c->close_sent) {
     (void)ws_conn_close(c, code, reason, strlen(reason));
     c->close_sent = 1;
@@ -212,6 +223,7 @@ static int on_close(ws_conn_t *c, const uint8_t *p, size_t n) {
 static int on_control(ws_conn_t *c, const uint8_t *p, size_t n) {
   ws_event_t ev;
 
+  mark(c);
   if (c->fh.opcode == WS_OP_CLOSE) return on_close(c, p, n);
   memset(&ev, 0, sizeof ev);
   ev.data = n ? p : empty;

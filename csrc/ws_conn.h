@@ -63,7 +63,15 @@ enum {
    * and a static one-line reason.  A Close frame with that code and reason
    * has been queued unless one was sent before.  The transport flushes
    * `out` and closes the connection; nothing more is parsed. */
-  WS_EV_FAIL = 5
+  WS_EV_FAIL = 5,
+  /* Only with `marks` set: this side is about to act on a control frame
+   * (answer a ping, echo a Close, deliver a pong) or to fail the
+   * connection, which queues a Close.  A transport that holds messages
+   * back (to hand a batch over at once) hands them over now, so that what
+   * they make the layer above send goes out before the control frame's
+   * answer, as if each had been handled when it came.  It may send (and
+   * close) from here. */
+  WS_EV_MARK = 6
 };
 
 typedef struct ws_event {
@@ -138,6 +146,7 @@ typedef struct ws_conn {
   uint8_t mask_pos;
   /* Bytes of a control frame split across reads, in ctl. */
   uint8_t ctl_len;
+  uint8_t marks;            /* deliver WS_EV_MARK events (default 0) */
   uint8_t hdr[WS_MAX_HEADER];
   ws_frame_header_t fh;
   uint64_t remaining;       /* payload bytes of fh not yet seen */

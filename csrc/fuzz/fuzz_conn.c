@@ -8,7 +8,10 @@
  *           bit 7: the chunked run receives straight into the message
  *           buffer wherever ws_conn_recv_buf offers it, as the transport
  *           does for large payloads;
- *   bytes 1-3: chunk sizes, cycled (0 means "one byte").
+ *   bytes 1-3: chunk sizes, cycled (0 means "one byte"); the low bit of
+ *           byte 1 also turns WS_EV_MARK events on, at each of which the
+ *           callback sends a one-byte message (as a transport that holds
+ *           messages back hands them over there).
  * The rest is fed as received bytes, once in those chunks and once whole.
  * Checked: the two runs give the same events and the same bytes to send
  * (after unmasking); no event follows CLOSE or FAIL and feeding then
@@ -84,6 +87,11 @@ static void on_event(void *ud, const ws_event_t *e) {
     r->ended = 1;
     r->failed_ev = 1;
     break;
+  case WS_EV_MARK:
+    CHECK(c->marks && !c->failed);
+    if (!c->close_sent)
+      CHECK(ws_conn_send(r->c, WS_OP_BINARY, "m", 1) == WS_CONN_OK);
+    break;
   default:
     CHECK(0);
   }
@@ -110,7 +118,8 @@ static void check_out(const ws_conn_t *c, ws_buf_t *norm) {
     CHECK(h.len <= n - i - (size_t)hl);
     CHECK(h.masked == (c->role == WS_ROLE_CLIENT));
     CHECK(h.fin && h.rsv == 0);
-    CHECK(h.opcode == WS_OP_PONG || h.opcode == WS_OP_CLOSE);
+    CHECK(h.opcode == WS_OP_PONG || h.opcode == WS_OP_CLOSE ||
+          (c->marks && h.opcode == WS_OP_BINARY && h.len == 1));
     CHECK(closes == 0); /* nothing after a Close */
     if (h.opcode == WS_OP_CLOSE) {
       closes++;
@@ -131,7 +140,7 @@ static void check_out(const ws_conn_t *c, ws_buf_t *norm) {
   CHECK(closes == (c->close_sent ? 1 : 0));
 }
 
-static void setup(ws_conn_t *c, rec_t *r, uint8_t cfg) {
+static void setup(ws_conn_t *c, rec_t *r, uint8_t cfg, int marks) {
   /* Frame limit (bits 3-4) by message limit (bits 5-6). */
   static const ws_limits_t limits[16] = {
       {0, 0, 0},     {0, 16, 0},     {0, 200, 0},     {0, 70000, 0},
@@ -144,6 +153,7 @@ static void setup(ws_conn_t *c, rec_t *r, uint8_t cfg) {
   c->rsv_allowed = (cfg & 2) ? WS_RSV1 : 0;
   c->lim = &limits[(cfg >> 3) & 15];
   if (cfg & 4) CHECK(ws_conn_close(c, 1001, "going", 5) == WS_CONN_OK);
+  c->marks = (uint8_t)marks;
 }
 
 /* Feeds in[0..n) in the given chunk sizes (one chunk if nsizes is 0) and
@@ -222,9 +232,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   in = data + 4;
   n = size - 4;
 
-  setup(&c1, &r1, data[0]);
+  setup(&c1, &r1, data[0], data[1] & 1);
   got1 = feed(&c1, &r1, in, n, data + 1, 3, data[0] >> 7);
-  setup(&c2, &r2, data[0]);
+  setup(&c2, &r2, data[0], data[1] & 1);
   got2 = feed(&c2, &r2, in, n, NULL, 0, 0);
 
   /* The split does not matter, except for where a failure stops. */

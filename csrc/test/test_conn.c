@@ -1572,6 +1572,145 @@ TEST(echo_from_callback) {
   ws_buf_free(&s);
 }
 
+/* A transport that holds messages back, as uvws does to resume a
+ * handler once per read: it keeps them on WS_EV_MESSAGE and echoes them
+ * all on WS_EV_MARK (and when the feed is over).  `close_on_mark` makes it
+ * send its own Close at the first mark instead. */
+typedef struct hold {
+  ws_conn_t *c;
+  ws_buf_t held;   /* opcode byte, 4-byte length, data; in order */
+  int marks, close_on_mark;
+  int types[16];
+  size_t ntypes;
+} hold_t;
+
+static void hold_release(hold_t *h) {
+  size_t i = 0;
+  while (i < WS_BUF_SIZE(&h->held)) {
+    const uint8_t *p = WS_BUF_PTR(&h->held) + i;
+    uint32_t n;
+    memcpy(&n, p + 1, 4);
+    ws_conn_send(h->c, p[0], p + 5, n);
+    i += 5 + n;
+  }
+  h->held.off = h->held.len = 0;
+}
+
+static void hold_cb(void *ud, const ws_event_t *e) {
+  hold_t *h = ud;
+  if (h->ntypes < 16) h->types[h->ntypes++] = e->type;
+  if (e->type == WS_EV_MESSAGE) {
+    uint8_t op = (uint8_t)e->opcode;
+    uint32_t n = (uint32_t)e->len;
+    ws_buf_append(&h->held, &op, 1, 0);
+    ws_buf_append(&h->held, &n, 4, 0);
+    ws_buf_append(&h->held, e->data, e->len, 0);
+  } else if (e->type == WS_EV_MARK) {
+    h->marks++;
+    if (h->close_on_mark && !h->c->close_sent)
+      CHECK_EQ_INT(ws_conn_close(h->c, 1001, "bye", 3), WS_CONN_OK);
+    else
+      hold_release(h);
+  }
+}
+
+/* Feeds a copy of s to a server connection with the holding transport;
+ * returns the frames it queued, unmasked, in r. */
+static void hold_run(const ws_buf_t *s, int marks, int close_on_mark,
+                     hold_t *h, run_t *r) {
+  ws_conn_t c;
+  memset(h, 0, sizeof *h);
+  memset(r, 0, sizeof *r);
+  h->c = &c;
+  h->close_on_mark = close_on_mark;
+  ws_conn_init(&c, WS_ROLE_SERVER, hold_cb, h);
+  c.marks = (uint8_t)marks;
+  /* A copy: feeding unmasks in place. */
+  uint8_t *in = malloc(WS_BUF_SIZE(s));
+  memcpy(in, WS_BUF_PTR(s), WS_BUF_SIZE(s));
+  ws_conn_feed(&c, in, WS_BUF_SIZE(s));
+  free(in);
+  if (!c.close_sent) hold_release(h); /* the end of the read */
+  take_out(r, &c);
+  ws_buf_free(&h->held);
+  ws_conn_free(&c);
+}
+
+TEST(marks_before_control_frames) {
+  ws_buf_t s = {0};
+  hold_t h;
+  run_t r;
+  uint8_t want[64];
+  size_t n = 0;
+
+  /* Messages, a ping, a message, the peer's Close: with marks the answers
+   * come out in the order of the input, as from a transport that handles
+   * each message when it comes. */
+  put_frame(&s, 0x81, "a", 1, 1);
+  put_frame(&s, 0x82, "bc", 2, 1);
+  put_frame(&s, 0x89, "p", 1, 1);
+  put_frame(&s, 0x81, "d", 1, 1);
+  put_close(&s, 1000, "", 0, 1);
+  hold_run(&s, 1, 0, &h, &r);
+  memcpy(want + n, "\x81\x01" "a", 3), n += 3;
+  memcpy(want + n, "\x82\x02" "bc", 4), n += 4;
+  memcpy(want + n, "\x8a\x01" "p", 3), n += 3;
+  memcpy(want + n, "\x81\x01" "d", 3), n += 3;
+  memcpy(want + n, "\x88\x02\x03\xe8", 4), n += 4;
+  CHECK_EQ_INT(r.out_len, n);
+  CHECK_MEM(r.out, want, n);
+  CHECK_EQ_INT(h.marks, 2);
+  CHECK_EQ_INT(h.ntypes, 7);
+  CHECK(h.types[2] == WS_EV_MARK && h.types[3] == WS_EV_PING &&
+        h.types[5] == WS_EV_MARK && h.types[6] == WS_EV_CLOSE);
+  run_free(&r);
+
+  /* Without marks (the default) there are none, and the held echoes come
+   * after the pong and the Close: nothing goes out after a Close, so they
+   * are lost.  That is what marks are for. */
+  hold_run(&s, 0, 0, &h, &r);
+  CHECK_EQ_INT(h.marks, 0);
+  CHECK_EQ_INT(h.ntypes, 5);
+  CHECK_EQ_INT(r.nframes, 2);
+  CHECK_MEM(r.out, "\x8a\x01" "p" "\x88\x02\x03\xe8", 7);
+  run_free(&r);
+
+  /* A failure marks before its Close: the echo goes first. */
+  s.off = s.len = 0;
+  put_frame(&s, 0x81, "a", 1, 1);
+  put_frame(&s, 0x83, "x", 1, 1); /* reserved opcode */
+  hold_run(&s, 1, 0, &h, &r);
+  CHECK_EQ_INT(r.nframes, 2);
+  CHECK_MEM(r.out, "\x81\x01" "a", 3);
+  CHECK_EQ_INT(r.close_code, 1002);
+  CHECK(h.ntypes == 3 && h.types[1] == WS_EV_MARK &&
+        h.types[2] == WS_EV_FAIL);
+  run_free(&r);
+
+  /* The transport may close at a mark: the ping then gets no pong, and the
+   * peer's Close no echo (it answers ours). */
+  s.off = s.len = 0;
+  put_frame(&s, 0x89, "p", 1, 1);
+  put_close(&s, 1000, "", 0, 1);
+  hold_run(&s, 1, 1, &h, &r);
+  CHECK_EQ_INT(r.nframes, 1);
+  CHECK_EQ_INT(r.nclose, 1);
+  CHECK_EQ_INT(r.close_code, 1001);
+  CHECK(h.ntypes == 4 && h.types[1] == WS_EV_PING &&
+        h.types[3] == WS_EV_CLOSE);
+  run_free(&r);
+
+  /* ... and a failure then queues no second Close. */
+  s.off = s.len = 0;
+  put_frame(&s, 0x83, "x", 1, 1);
+  hold_run(&s, 1, 1, &h, &r);
+  CHECK_EQ_INT(r.nclose, 1);
+  CHECK_EQ_INT(r.close_code, 1001);
+  CHECK(h.ntypes == 2 && h.types[1] == WS_EV_FAIL);
+  run_free(&r);
+  ws_buf_free(&s);
+}
+
 int main(void) {
   RUN(rfc_unmasked_hello);
   RUN(rfc_masked_hello);
@@ -1601,5 +1740,6 @@ int main(void) {
   RUN(small_frame_fast_path);
   RUN(recv_buf_direct);
   RUN(direct_header);
+  RUN(marks_before_control_frames);
   return TEST_REPORT();
 }
