@@ -450,6 +450,61 @@ static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int n) {
   return 1;
 }
 
+/* One resume per read.  While a read is parsed, the messages for a
+ * coroutine that waits in receive (or each()), or for an idle event-style
+ * handler, are copied into the loop's pending buffer instead of resuming a
+ * thread once per message.  When the read is parsed (on_input_done), or
+ * before the parser acts on a control frame or fails the connection
+ * (WS_EV_MARK: so that replies keep the order of the input), the thread is
+ * resumed once, with the first; the coroutine's next receives, or the
+ * handler's next calls (evt_after), take the others from the buffer
+ * without yielding.  What is left there (the thread went to wait on
+ * something else) goes to the connection's queue, in order.  At depth 16
+ * that saves 15 resumes and yields (each a setjmp and a longjmp) of every
+ * 16 messages.  Only messages up to PEND_MAX bytes are copied; a longer
+ * one, or one for another connection, is delivered as before. */
+#define PEND_MAX 1024
+
+typedef struct pend_hdr {
+  uint32_t opcode, len;
+} pend_hdr_t;
+
+static int pend_append(l_ctx_t *ctx, int opcode, const uint8_t *data,
+                       size_t len) {
+  size_t need = ctx->pend_len + sizeof(pend_hdr_t) + len;
+  if (need > ctx->pend_cap) {
+    size_t cap = ctx->pend_cap ? ctx->pend_cap : 4096;
+    while (cap < need) cap *= 2;
+    char *p = realloc(ctx->pend, cap);
+    if (!p) return -1;
+    ctx->pend = p;
+    ctx->pend_cap = cap;
+  }
+  pend_hdr_t h = {(uint32_t)opcode, (uint32_t)len};
+  memcpy(ctx->pend + ctx->pend_len, &h, sizeof h);
+  if (len) memcpy(ctx->pend + ctx->pend_len + sizeof h, data, len);
+  ctx->pend_len = need;
+  return 0;
+}
+
+/* Pushes the next pending message: data, kind. */
+static void pend_pop(l_ctx_t *ctx, lua_State *L, const l_conn_t *box) {
+  pend_hdr_t h;
+  memcpy(&h, ctx->pend + ctx->pend_pos, sizeof h);
+  lua_pushlstring(L, ctx->pend + ctx->pend_pos + sizeof h, h.len);
+  push_kind(ctx, L, box, (int)h.opcode);
+  ctx->pend_pos += sizeof h + h.len;
+}
+
+/* receive/each(): the next pending message of box, if any (pushed). */
+static int pend_take(lua_State *L, const l_conn_t *box) {
+  if (!box->c) return 0;
+  l_ctx_t *ctx = box->c->loop->data;
+  if (ctx->pend_box != box || ctx->pend_pos >= ctx->pend_len) return 0;
+  pend_pop(ctx, L, box);
+  return 1;
+}
+
 /* Event handlers run on threads whose body is evt_body (upvalue: the
  * ctx): stack 1 userdata, 2 handler, 3 obj, 4 a, 5 b, 6 mode (EVT_*), 7
  * message handler.  For a message (or on_open) the messages queued while
@@ -488,11 +543,13 @@ static int evt_after(lua_State *L, int st) {
   }
   l_conn_t *box = lua_touserdata(L, 1);
   if (lua_tointeger(L, 6) != EVT_MESSAGE) return 0;
-  if (box->qh > box->qt || !box->evt) {
-    box->busy = 0;
-    return 0;
+  if (!box->evt || !pend_take(L, box)) {
+    if (box->qh > box->qt || !box->evt) {
+      box->busy = 0;
+      return 0;
+    }
+    queue_pop(L, box, 1);
   }
-  queue_pop(L, box, 1);
   lua_replace(L, 5);
   lua_replace(L, 4);
   lua_getiuservalue(L, 1, UV_EVT);
@@ -601,65 +658,37 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
   if (fresh) lua_pop(L, 1);
 }
 
-/* One resume per read.  While a read is parsed, the messages for a
- * coroutine that waits in receive (or each()) are copied into the loop's
- * pending buffer instead of resuming it once per message; when the read
- * is parsed (on_input_done), it is resumed once, with the first, and its
- * next receives take the others from the buffer without yielding.  What
- * it leaves there (it went to wait on something else) goes to its
- * connection's queue, in order.  At depth 16 that saves 15 resumes and
- * yields (each a setjmp and a longjmp) of every 16 messages.  Only
- * messages up to PEND_MAX bytes are copied; a longer one, or one for
- * another connection, is delivered as before. */
-#define PEND_MAX 1024
-
-typedef struct pend_hdr {
-  uint32_t opcode, len;
-} pend_hdr_t;
-
-static int pend_append(l_ctx_t *ctx, int opcode, const uint8_t *data,
-                       size_t len) {
-  size_t need = ctx->pend_len + sizeof(pend_hdr_t) + len;
-  if (need > ctx->pend_cap) {
-    size_t cap = ctx->pend_cap ? ctx->pend_cap : 4096;
-    while (cap < need) cap *= 2;
-    char *p = realloc(ctx->pend, cap);
-    if (!p) return -1;
-    ctx->pend = p;
-    ctx->pend_cap = cap;
+/* Runs the event-style handler of box for a message: data, or (NULL) the
+ * next pending one.  The handler's thread takes the rest of the pending
+ * messages, then the queued ones, one call each (evt_after). */
+static void evt_message(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int opcode,
+                        const uint8_t *data, size_t len) {
+  box->busy = 1;
+  int fresh;
+  lua_State *co = evt_thread(ctx, L, &fresh);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, box->ref);
+  lua_getiuservalue(co, -1, UV_EVT);
+  lua_getiuservalue(co, -2, UV_OBJ);
+  if (data) {
+    lua_pushlstring(co, (const char *)data, len);
+    push_kind(ctx, co, box, opcode);
+  } else {
+    pend_pop(ctx, co, box);
   }
-  pend_hdr_t h = {(uint32_t)opcode, (uint32_t)len};
-  memcpy(ctx->pend + ctx->pend_len, &h, sizeof h);
-  if (len) memcpy(ctx->pend + ctx->pend_len + sizeof h, data, len);
-  ctx->pend_len = need;
-  return 0;
+  lua_pushinteger(co, EVT_MESSAGE);
+  evt_run(ctx, L, co, fresh, box, EVT_MESSAGE);
 }
 
-/* Pushes the next pending message: data, kind. */
-static void pend_pop(l_ctx_t *ctx, lua_State *L, const l_conn_t *box) {
-  pend_hdr_t h;
-  memcpy(&h, ctx->pend + ctx->pend_pos, sizeof h);
-  lua_pushlstring(L, ctx->pend + ctx->pend_pos + sizeof h, h.len);
-  push_kind(ctx, L, box, (int)h.opcode);
-  ctx->pend_pos += sizeof h + h.len;
-}
-
-/* receive/each(): the next pending message of box, if any (pushed). */
-static int pend_take(lua_State *L, const l_conn_t *box) {
-  if (!box->c) return 0;
-  l_ctx_t *ctx = box->c->loop->data;
-  if (ctx->pend_box != box || ctx->pend_pos >= ctx->pend_len) return 0;
-  pend_pop(ctx, L, box);
-  return 1;
-}
-
-/* The read is parsed: resumes the waiting coroutine with the pending
- * messages, then queues what it left. */
+/* The read is parsed: runs the coroutine waiting in receive, or the
+ * event-style handler, with the pending messages, then queues what they
+ * left. */
 static void pend_deliver(l_ctx_t *ctx, lua_State *L) {
   l_conn_t *box = ctx->pend_box;
   if (!box) return;
   lua_State *co = box->waiter;
-  if (co && lua_status(co) == LUA_YIELD && box->qh > box->qt) {
+  if (box->evt) {
+    if (!box->busy && box->qh > box->qt) evt_message(ctx, L, box, 0, NULL, 0);
+  } else if (co && lua_status(co) == LUA_YIELD && box->qh > box->qt) {
     box->waiter = NULL;
     pend_pop(ctx, co, box);
     resume_co(ctx, L, co, 2);
@@ -700,10 +729,11 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   }
   if (box->waiter && lua_status(box->waiter) != LUA_YIELD)
     box->waiter = NULL; /* closed (coroutine.close) while it waited */
-  if (box->waiter && box->qh > box->qt && !box->evt && !box->raw &&
-      !ctx->pend_box && len <= PEND_MAX) {
-    /* The hot path: the coroutine waiting in receive gets this message,
-     * and the rest of the read's, when the read is parsed. */
+  if (!ctx->pend_box && !box->raw && len <= PEND_MAX && box->qh > box->qt &&
+      (box->evt ? !box->busy : box->waiter != NULL)) {
+    /* The hot path: the coroutine waiting in receive, or the event-style
+     * handler, gets this message, and the rest of the read's, when the
+     * read is parsed. */
     ctx->pend_box = box;
     if (pend_append(ctx, opcode, data, len) == 0) return;
     ctx->pend_box = NULL;
@@ -718,16 +748,7 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
     return;
   }
   if (box->evt && !box->busy) {
-    box->busy = 1;
-    int fresh;
-    lua_State *co = evt_thread(ctx, L, &fresh);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, box->ref);
-    lua_getiuservalue(co, -1, UV_EVT);
-    lua_getiuservalue(co, -2, UV_OBJ);
-    lua_pushlstring(co, (const char *)data, len);
-    push_kind(ctx, co, box, opcode);
-    lua_pushinteger(co, EVT_MESSAGE);
-    evt_run(ctx, L, co, fresh, box, EVT_MESSAGE);
+    evt_message(ctx, L, box, opcode, data, len);
     return;
   }
   int top = lua_gettop(L);
