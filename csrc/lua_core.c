@@ -116,6 +116,8 @@ typedef struct l_ctx {
    * receive on pend_box (see pend_deliver): records of a pend_hdr_t and
    * the bytes, pend_pos..pend_len not yet taken. */
   struct l_conn *pend_box;
+  struct l_conn *read_box; /* the first message of the read went to its
+                              thread directly (compared, never read) */
   char *pend;
   size_t pend_len, pend_pos, pend_cap;
 } l_ctx_t;
@@ -450,17 +452,19 @@ static int wake_waiter(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int n) {
   return 1;
 }
 
-/* One resume per read.  While a read is parsed, the messages for a
- * coroutine that waits in receive (or each()), or for an idle event-style
- * handler, are copied into the loop's pending buffer instead of resuming a
- * thread once per message.  When the read is parsed (on_input_done), or
- * before the parser acts on a control frame or fails the connection
- * (WS_EV_MARK: so that replies keep the order of the input), the thread is
- * resumed once, with the first; the coroutine's next receives, or the
+/* Two resumes per read.  The first message of a read goes to the
+ * coroutine waiting in receive (or each()), or to the idle event-style
+ * handler, at once, as it comes: a read of one message (depth 1, the
+ * common case) costs nothing more.  The next ones of the same read are
+ * copied into the loop's pending buffer instead of resuming a thread once
+ * per message.  When the read is parsed (on_input_done), or before the
+ * parser acts on a control frame or fails the connection (WS_EV_MARK: so
+ * that replies keep the order of the input), the thread is resumed once,
+ * with the first held message; the coroutine's next receives, or the
  * handler's next calls (evt_after), take the others from the buffer
  * without yielding.  What is left there (the thread went to wait on
  * something else) goes to the connection's queue, in order.  At depth 16
- * that saves 15 resumes and yields (each a setjmp and a longjmp) of every
+ * that saves 14 resumes and yields (each a setjmp and a longjmp) of every
  * 16 messages.  Only messages up to PEND_MAX bytes are copied; a longer
  * one, or one for another connection, is delivered as before. */
 #define PEND_MAX 1024
@@ -661,8 +665,8 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
 /* Runs the event-style handler of box for a message: data, or (NULL) the
  * next pending one.  The handler's thread takes the rest of the pending
  * messages, then the queued ones, one call each (evt_after). */
-static void evt_message(l_ctx_t *ctx, lua_State *L, l_conn_t *box, int opcode,
-                        const uint8_t *data, size_t len) {
+static inline void evt_message(l_ctx_t *ctx, lua_State *L, l_conn_t *box,
+                               int opcode, const uint8_t *data, size_t len) {
   box->busy = 1;
   int fresh;
   lua_State *co = evt_thread(ctx, L, &fresh);
@@ -713,6 +717,7 @@ static void pend_deliver(l_ctx_t *ctx, lua_State *L) {
 
 static void on_input_done(io_conn_t *c) {
   l_ctx_t *ctx = c->loop->data;
+  ctx->read_box = NULL;
   if (ctx->pend_box && ctx->L) pend_deliver(ctx, ctx->L);
 }
 
@@ -729,25 +734,29 @@ static void on_message(io_conn_t *c, int opcode, const uint8_t *data,
   }
   if (box->waiter && lua_status(box->waiter) != LUA_YIELD)
     box->waiter = NULL; /* closed (coroutine.close) while it waited */
-  if (!ctx->pend_box && !box->raw && len <= PEND_MAX && box->qh > box->qt &&
+  if (ctx->read_box == box && !ctx->pend_box && !box->raw &&
+      len <= PEND_MAX && box->qh > box->qt &&
       (box->evt ? !box->busy : box->waiter != NULL)) {
-    /* The hot path: the coroutine waiting in receive, or the event-style
-     * handler, gets this message, and the rest of the read's, when the
-     * read is parsed. */
+    /* A second message in the read: it, and the rest of the read's, go
+     * to the waiting coroutine or the event-style handler when the read
+     * is parsed. */
     ctx->pend_box = box;
     if (pend_append(ctx, opcode, data, len) == 0) return;
     ctx->pend_box = NULL;
   }
   if (box->waiter && box->qh > box->qt && (!box->evt || box->busy)) {
-    /* Straight to the coroutine waiting in receive. */
+    /* Straight to the coroutine waiting in receive: the first message of
+     * a read (or one after held ones were handed over). */
     lua_State *co = box->waiter;
     box->waiter = NULL;
+    ctx->read_box = box;
     lua_pushlstring(co, (const char *)data, len);
     push_kind(ctx, co, box, opcode);
     resume_co(ctx, L, co, 2);
     return;
   }
   if (box->evt && !box->busy) {
+    ctx->read_box = box;
     evt_message(ctx, L, box, opcode, data, len);
     return;
   }
