@@ -124,6 +124,8 @@ struct io_loop {
   uv_check_t check;
   uv_timer_t timer;         /* the scheduler timer of the layer above */
   int closing;
+  int nofile_checked;       /* io__nofile_limit ran */
+  uint64_t nofile;          /* the open-files limit then, 0: none */
   /* Connection deadlines: a min-heap by io_conn_t.due, and one timer for
    * its top (io_loop.c). */
   io_conn_t **theap;

@@ -195,6 +195,7 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   io_conn_t *c = calloc(1, sizeof *c);
   io_client_t *cl = calloc(1, sizeof *cl);
   char port[16];
+  (void)io__nofile_limit(loop);
   if (!c || !cl) goto nomem;
   cl->lim = *o->limits;
   cl->raw = o->raw ? 1 : 0;

@@ -23,6 +23,11 @@ void io__conn_deadline(io_conn_t *c);
 void io__conn_list_add(io_conn_t *c);
 /* The ws_conn event callback of every connection. */
 void io__on_ws_event(void *ud, const ws_event_t *ev);
+/* Each connection holds a file descriptor: the first server or client
+ * connection of a loop raises the soft limit on open files (often 1024)
+ * to the hard limit, as Go's runtime does (failure changes nothing).
+ * Returns the limit, 0 for none. */
+uint64_t io__nofile_limit(io_loop_t *loop);
 /* Frees a closed server once its listener and connections are gone. */
 void io__server_free_if_done(io_server_t *s);
 

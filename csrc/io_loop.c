@@ -4,6 +4,7 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 
 #include "io_internal.h"
@@ -239,4 +240,18 @@ void io_loop_free(io_loop_t *loop) {
   while (loop->nspare) ws_buf_free(&loop->spare[--loop->nspare]);
   free(loop->spare);
   free(loop);
+}
+
+uint64_t io__nofile_limit(io_loop_t *loop) {
+  if (loop->nofile_checked) return loop->nofile;
+  loop->nofile_checked = 1;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t cur = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = cur;
+  }
+  loop->nofile = rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+  return loop->nofile;
 }

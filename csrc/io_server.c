@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -91,20 +90,6 @@ static void on_connection(uv_stream_t *server, int status) {
   io__conn_start(c);
 }
 
-/* A server holds a file descriptor per connection: the soft limit on open
- * files (often 1024) is raised to the hard limit, as Go's runtime does
- * (failure changes nothing).  Returns the limit then, 0 for none. */
-static uint64_t raise_nofile_limit(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlim_t cur = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = cur;
-  }
-  return rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
-}
-
 io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
                               int backlog, const io_limits_t *limits,
                               io_tls_ctx_t *tls, int *err) {
@@ -123,7 +108,7 @@ io_server_t *io_server_listen(io_loop_t *loop, const char *host, int port,
     *err = UV_ENOMEM;
     return NULL;
   }
-  s->nofile = raise_nofile_limit();
+  s->nofile = io__nofile_limit(loop);
   s->loop = loop;
   s->limits = *limits;
   s->tls = tls;

@@ -1,6 +1,7 @@
--- The open-files limit (README, "Limits and timeouts"): a server raises
--- the soft limit to the hard one, and says so on on_error when every file
--- descriptor is in use (libuv then closes the next connections unseen).
+-- The open-files limit (README, "Limits and timeouts"): a server or a
+-- client raises the soft limit to the hard one, and a server says so on
+-- on_error when every file descriptor is in use (libuv then closes the
+-- next connections unseen).
 local h = require "spec.helper"
 
 -- The soft and hard "Max open files" of a process.
@@ -47,6 +48,33 @@ describe("the open-files limit", function()
     assert.equal(0, failed)
     assert.is_true(echoes(conns[80], "last"))
     for _, c in ipairs(conns) do c:close() end
+  end)
+
+  it("a client raises its soft limit too: 80 connections under a limit of 48", function()
+    local srv = h.start_server()
+    local client = h.tmpname(".lua")
+    local f = assert(io.open(client, "w"))
+    f:write([[
+      local uvws = require "uvws"
+      local port = tonumber(arg[1])
+      uvws.spawn(function()
+        local conns, failed = {}, nil
+        for i = 1, 80 do
+          local ws, err = uvws.connect("ws://127.0.0.1:" .. port .. "/", { timeout = 5 })
+          if not ws then failed = err break end
+          conns[i] = ws
+        end
+        local ok = #conns == 80 and conns[80]:send("last") and conns[80]:receive(5) == "last"
+        print(#conns, ok and "echoed" or tostring(failed))
+        for _, ws in ipairs(conns) do ws:close() end
+      end)
+      uvws.run()
+    ]])
+    f:close()
+    local out = h.run("sh -c " .. h.q("ulimit -S -n 48; exec " .. h.lua_env() .. h.LUA ..
+      " " .. h.q(client) .. " " .. srv.port), 30)
+    os.remove(client)
+    assert.equal("80\techoed\n", out)
   end)
 
   it("says on on_error when every descriptor is in use, and recovers", function()
