@@ -4,8 +4,8 @@
  */
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "io_internal.h"
 

@@ -1,12 +1,12 @@
--- Several frames in one TCP write.  A coroutine waiting in receive is
--- resumed once for all the messages of a read (lua_core.c, "one resume per
--- read"); what it sends must still go out as if each message had been
--- handled when it came: before the pong of a later ping, before the echo
--- of a later Close, before the Close of a later protocol error, and in
--- order with messages the batch does not take (long ones) or that wait
--- (a handler that sleeps in the middle).  The same for an event-style
--- handler (on_message), whose pooled thread takes a read's messages in
--- one resume too.
+-- Several frames in one TCP write.  A coroutine waiting in receive gets
+-- the first message of a read at once and the others of the same read
+-- together, in one more resume (lua_core.c, "Two resumes per read"); what
+-- it sends must still go out as if each message had been handled when it
+-- came: before the pong of a later ping, before the echo of a later
+-- Close, before the Close of a later protocol error, and in order with
+-- messages the batch does not take (long ones) or that wait (a handler
+-- that sleeps in the middle).  The same for an event-style handler
+-- (on_message), whose pooled thread takes a read's messages the same way.
 local h = require "spec.helper"
 
 local SERVER = [[
