@@ -246,8 +246,7 @@ io_conn_t *io_client_connect(io_loop_t *loop, const io_client_opts_t *o,
   c->lim = &cl->lim;
   uv_tcp_init(loop->uv, &c->tcp);
   c->tcp.data = c;
-  ws_conn_init(&c->ws, WS_ROLE_CLIENT, io__on_ws_event, c);
-  c->ws.marks = 1;
+  io__ws_init(c, WS_ROLE_CLIENT);
   io__conn_list_add(c);
   c->phase = IO_CONNECTING;
   c->handed_up = 1; /* the layer above holds it from the start */

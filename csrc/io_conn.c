@@ -505,6 +505,11 @@ void io__on_ws_event(void *ud, const ws_event_t *ev) {
   }
 }
 
+void io__ws_init(io_conn_t *c, ws_role_t role) {
+  ws_conn_init(&c->ws, role, io__on_ws_event, c);
+  c->ws.marks = 1;
+}
+
 static void ws_input(io_conn_t *c, uint8_t *data, size_t n) {
   ws_conn_feed(&c->ws, data, n);
 }

@@ -23,6 +23,9 @@ void io__conn_deadline(io_conn_t *c);
 void io__conn_list_add(io_conn_t *c);
 /* The ws_conn event callback of every connection. */
 void io__on_ws_event(void *ud, const ws_event_t *ev);
+/* Sets up a connection's ws_conn in `role`, with io__on_ws_event and its
+ * WS_EV_MARK events (on_input_done relies on them). */
+void io__ws_init(io_conn_t *c, ws_role_t role);
 /* Each connection holds a file descriptor: the first server or client
  * connection of a loop raises the soft limit on open files (often 1024)
  * to the hard limit, as Go's runtime does (failure changes nothing).

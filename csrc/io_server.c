@@ -55,8 +55,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->loop = loop;
   c->server = s;
   c->lim = &s->limits;
-  ws_conn_init(&c->ws, WS_ROLE_SERVER, io__on_ws_event, c);
-  c->ws.marks = 1;
+  io__ws_init(c, WS_ROLE_SERVER);
   io__conn_list_add(c);
   s->nconns++;
   if (s->limits.max_connections && s->nconns > s->limits.max_connections)

@@ -112,9 +112,10 @@ typedef struct l_ctx {
   uv_signal_t sig[MAX_SIGNALS];
   int sig_num[MAX_SIGNALS];
   int nsig;
-  /* Messages of the read being parsed, for the coroutine waiting in
-   * receive on pend_box (see pend_deliver): records of a pend_hdr_t and
-   * the bytes, pend_pos..pend_len not yet taken. */
+  /* Messages of the read being parsed, held for the thread of pend_box
+   * (its coroutine waiting in receive, or its event-style handler; see
+   * "Two resumes per read"): records of a pend_hdr_t and the bytes,
+   * pend_pos..pend_len not yet taken. */
   struct l_conn *pend_box;
   struct l_conn *read_box; /* the first message of the read went to its
                               thread directly (compared, never read) */
@@ -500,12 +501,20 @@ static void pend_pop(l_ctx_t *ctx, lua_State *L, const l_conn_t *box) {
   ctx->pend_pos += sizeof h + h.len;
 }
 
-/* receive/each(): the next pending message of box, if any (pushed). */
-static int pend_take(lua_State *L, const l_conn_t *box) {
-  if (!box->c) return 0;
-  l_ctx_t *ctx = box->c->loop->data;
-  if (ctx->pend_box != box || ctx->pend_pos >= ctx->pend_len) return 0;
-  pend_pop(ctx, L, box);
+/* Pushes the next message of box (data, kind) for receive, each() or the
+ * event handler: one held from the read being parsed, else the oldest
+ * queued (its userdata at `ud`).  Returns 0, pushing nothing, when there
+ * is none. */
+static int next_message(lua_State *L, l_conn_t *box, int ud) {
+  if (box->c) {
+    l_ctx_t *ctx = box->c->loop->data;
+    if (ctx->pend_box == box && ctx->pend_pos < ctx->pend_len) {
+      pend_pop(ctx, L, box);
+      return 1;
+    }
+  }
+  if (box->qh > box->qt) return 0;
+  queue_pop(L, box, ud);
   return 1;
 }
 
@@ -547,12 +556,9 @@ static int evt_after(lua_State *L, int st) {
   }
   l_conn_t *box = lua_touserdata(L, 1);
   if (lua_tointeger(L, 6) != EVT_MESSAGE) return 0;
-  if (!box->evt || !pend_take(L, box)) {
-    if (box->qh > box->qt || !box->evt) {
-      box->busy = 0;
-      return 0;
-    }
-    queue_pop(L, box, 1);
+  if (!box->evt || !next_message(L, box, 1)) {
+    box->busy = 0;
+    return 0;
   }
   lua_replace(L, 5);
   lua_replace(L, 4);
@@ -1716,11 +1722,7 @@ static void check_can_wait(lua_State *L, l_conn_t *box) {
 static int l_ws_receive(lua_State *L) {
   lua_settop(L, 2);
   l_conn_t *box = ws_conn(L); /* its userdata at 3 */
-  if (pend_take(L, box)) return 2;
-  if (box->qh <= box->qt) {
-    queue_pop(L, box, 3);
-    return 2;
-  }
+  if (next_message(L, box, 3)) return 2;
   if (box->closed || !box->c) {
     lua_pushvalue(L, lua_upvalueindex(WU_CLOSED));
     lua_pushvalue(L, 1);
@@ -1828,11 +1830,7 @@ static int l_ws_next(lua_State *L) {
     lua_pushvalue(L, 1); /* its userdata at ud */
   else
     box = ws_conn(L);
-  if (pend_take(L, box)) return 2;
-  if (box->qh <= box->qt) {
-    queue_pop(L, box, ud);
-    return 2;
-  }
+  if (next_message(L, box, ud)) return 2;
   if (box->closed || !box->c) return 0;
   check_can_wait(L, box);
   if (release) {
