@@ -121,6 +121,14 @@ typedef struct l_ctx {
                               thread directly (compared, never read) */
   char *pend;
   size_t pend_len, pend_pos, pend_cap;
+  /* The websocket table send() last resolved, and its box (see
+   * send_conn): set only for an open connection whose bound object it
+   * is, cleared when that connection closes, so the table is alive while
+   * it is here. */
+  const void *send_tab;
+  struct l_conn *send_box;
+  struct l_conn *send_seen; /* the box send() resolved last (compared,
+                               never read) */
 } l_ctx_t;
 
 typedef struct l_server {
@@ -227,6 +235,12 @@ static void end_event(l_ctx_t *ctx, lua_State *L, int nargs) {
 static void push_headers(lua_State *L, const ws_header_t *h, size_t n);
 static l_conn_t *new_conn_box(lua_State *L);
 
+/* Called when box's bound object (UV_OBJ) changes or the connection ends:
+ * send() must not remember that object any longer (send_conn). */
+static void send_forget(l_ctx_t *ctx, struct l_conn *box) {
+  if (ctx->send_box == box) ctx->send_tab = NULL, ctx->send_box = NULL;
+}
+
 /* Pushes the Lua object bound to a connection (or its userdata). */
 static void push_conn_obj(lua_State *L, l_conn_t *box) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
@@ -248,6 +262,7 @@ static void on_request(io_conn_t *c, const io_request_t *r) {
   if (box) {
     /* Another request on a kept-alive connection: the same userdata,
      * unbound from the previous request's response object. */
+    send_forget(c->loop->data, box);
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->ref);
     lua_pushnil(L);
     lua_setiuservalue(L, -2, 1);
@@ -801,6 +816,7 @@ static void on_closed(io_conn_t *c, int code, const char *reason,
   l_ctx_t *ctx = c->loop->data;
   if (ctx->pend_box == box && ctx->L) pend_deliver(ctx, ctx->L);
   box->closed = 1; /* receive answers "closed" from now on */
+  send_forget(ctx, box);
   lua_State *L = begin_event(c->loop);
   if (L) {
     lua_pushinteger(L, EV_CLOSED);
@@ -1535,6 +1551,7 @@ static int l_conn_bind(lua_State *L) {
   box->max_queue = mq > INT32_MAX ? INT32_MAX : mq < 0 ? 0 : (int32_t)mq;
   box->raw = lua_toboolean(L, 5) != 0;
   box->evt = !lua_isnil(L, 6);
+  send_forget(get_ctx(L), box);
   lua_setiuservalue(L, 1, UV_EVT);
   lua_pop(L, 3);
   lua_setiuservalue(L, 1, UV_OBJ);
@@ -1600,12 +1617,12 @@ enum {
   WU_CLOSED,      /* fn(ws) -> nil, message, "closed" */
   WU_ARM,         /* fn(conn, co, timeout) -> timer entry */
   WU_CANCEL,      /* fn(entry): cancels a timer */
-  WU_N = WU_CANCEL
+  WU_CTX,         /* the l_ctx_t (a light userdata) */
+  WU_N = WU_CTX
 };
 
-/* The conn of the websocket at index 1 (its userdata is left at `ud`). */
-static l_conn_t *ws_conn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+/* The conn of the websocket table at index 1 (its userdata is left on top). */
+static l_conn_t *ws_lookup(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(WU_CKEY));
   lua_rawget(L, 1);
   l_conn_t *box = lua_touserdata(L, -1);
@@ -1615,6 +1632,48 @@ static l_conn_t *ws_conn(lua_State *L) {
     return box;
   luaL_error(L, "uvws: not a websocket");
   return NULL;
+}
+
+static l_conn_t *ws_conn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return ws_lookup(L);
+}
+
+/* The conn of the websocket at index 1 for send(), whose stack above n is
+ * free.  A handler often sends several messages in a row on one websocket
+ * (at depth 16, sixteen per read), so the table is remembered with its box
+ * when it is resolved twice in a row: then a hit costs a pointer
+ * comparison instead of the lookup of ws._c (about 120 instructions), and
+ * a handler that sends once per wake-up (depth 1) pays only that
+ * comparison.  Only the table bound to an open connection is remembered:
+ * the connection's registry reference keeps its userdata, and the
+ * userdata keeps the table (UV_OBJ), alive until on_closed (or a new
+ * bind), which forgets them; so no other table can take its address while
+ * it is here. */
+static l_conn_t *send_conn(lua_State *L, int n) {
+  l_ctx_t *ctx = lua_touserdata(L, lua_upvalueindex(WU_CTX));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const void *tab = lua_topointer(L, 1);
+  if (tab == ctx->send_tab) return ctx->send_box;
+  l_conn_t *box = ws_lookup(L); /* its userdata at n + 1 */
+  if (box != ctx->send_seen) {
+    ctx->send_seen = box; /* only compared */
+  } else if (box->c && box->ref != LUA_NOREF &&
+             lua_getiuservalue(L, n + 1, UV_OBJ) == LUA_TTABLE &&
+             lua_rawequal(L, -1, 1)) {
+    ctx->send_tab = tab;
+    ctx->send_box = box;
+  }
+  return box;
+}
+
+/* send_remembers(t): whether send_conn has t as the table it remembers
+ * (for the specs). */
+static int l_send_remembers(lua_State *L) {
+  l_ctx_t *ctx = get_ctx(L);
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE &&
+                         lua_topointer(L, 1) == ctx->send_tab);
+  return 1;
 }
 
 /* Makes L the coroutine waiting in receive on box (its userdata on top,
@@ -1645,7 +1704,7 @@ static int ws_send_k(lua_State *L, int st, lua_KContext k) {
  * rest (errors, backpressure, options) in Lua's send_slow. */
 static int l_ws_send(lua_State *L) {
   int n = lua_gettop(L);
-  l_conn_t *box = ws_conn(L); /* its userdata at n + 1 */
+  l_conn_t *box = send_conn(L, n);
   if (box->c && !box->bp && n <= 3 && lua_type(L, 2) == LUA_TSTRING) {
     int op = WS_OP_TEXT;
     if (n == 3) { /* the kind: a look at the string (no equality call) */
@@ -1857,6 +1916,7 @@ static int l_ws_methods(lua_State *L) {
       lua_getfield(L, 1, keys[j]);
       luaL_checktype(L, -1, LUA_TFUNCTION);
     }
+    lua_pushlightuserdata(L, get_ctx(L));
     lua_pushcclosure(L, fns[i].f, WU_N);
     lua_setfield(L, -2, fns[i].name);
   }
@@ -2194,6 +2254,7 @@ static const luaL_Reg funcs[] = {
   {"trim_threshold", l_trim_threshold},
   {"parse_head", l_parse_head},
   {"head_header", l_head_header},
+  {"send_remembers", l_send_remembers},
   {NULL, NULL}
 };
 

@@ -133,6 +133,46 @@ describe("hot path", function()
     end)
   end)
 
+  it("send finds each websocket's own connection, in runs, interleaved, through copies", function()
+    -- send() remembers the table it resolved twice in a row (lua_core.c,
+    -- send_conn); only a websocket's own table may be remembered.
+    with_server({ handler = echo_handler }, function(_, url)
+      local a = assert(uvws.connect(url))
+      local b = assert(uvws.connect(url))
+      local order = { a, a, a, b, b, a, b, a, a, b, b, b }
+      for i, ws in ipairs(order) do assert.is_true(ws:send("m" .. i)) end
+      for i, ws in ipairs(order) do
+        assert.same({ "m" .. i, "text" }, { ws:receive(2) })
+      end
+      -- Two sends in a row on one table make send() remember it; a copy
+      -- holding a's connection sends on it but is never remembered (once
+      -- collected, its address could be a new table's).
+      local core = require "uvws.core"
+      assert.is_true(a:send("r1"))
+      assert.is_true(a:send("r2"))
+      assert.is_true(core.send_remembers(a))
+      local copy = setmetatable({ _c = a._c }, getmetatable(a))
+      for i = 1, 3 do assert.is_true(copy:send("c" .. i)) end
+      assert.is_false(core.send_remembers(copy))
+      assert.is_true(a:send("r3"))
+      assert.is_true(a:send("r4"))
+      assert.is_true(core.send_remembers(a))
+      assert.has_error(function() a.send({}, "x") end, "uvws: not a websocket")
+      for _, m in ipairs { "r1", "r2", "c1", "c2", "c3", "r3", "r4" } do
+        assert.same({ m, "text" }, { a:receive(2) })
+      end
+      -- After a close, the closed websocket says so, and b still works.
+      a:close()
+      assert.is_false(core.send_remembers(a))
+      assert.same({ nil, "closed" }, { select(1, a:send("late")), select(3, a:send("late")) })
+      assert.is_true(b:send("b"))
+      assert.is_true(b:send("b2"))
+      assert.same({ "b", "text" }, { b:receive(2) })
+      assert.same({ "b2", "text" }, { b:receive(2) })
+      b:close()
+    end)
+  end)
+
   it("reports an error raised in a plain coroutine resumed from C and keeps serving", function()
     local reported
     local old = uvws.on_error
