@@ -99,6 +99,9 @@ typedef struct l_ctx {
   lua_State *starting; /* the thread evt_start is resuming */
   lua_State *idle;   /* set by a thread that parked itself */
   int kind_ref[2];   /* the strings "text" and "binary" */
+  const void *kind_ptr[2]; /* the same strings, for comparing by address
+                              (short strings are unique, and these are
+                              anchored by kind_ref) */
   int pool_n;
   int msgh;          /* stack index of the traceback handler on L during
                         run/step, or 0 */
@@ -1650,8 +1653,7 @@ static l_conn_t *ws_conn(lua_State *L) {
  * userdata keeps the table (UV_OBJ), alive until on_closed (or a new
  * bind), which forgets them; so no other table can take its address while
  * it is here. */
-static l_conn_t *send_conn(lua_State *L, int n) {
-  l_ctx_t *ctx = lua_touserdata(L, lua_upvalueindex(WU_CTX));
+static l_conn_t *send_conn(lua_State *L, l_ctx_t *ctx, int n) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const void *tab = lua_topointer(L, 1);
   if (tab == ctx->send_tab) return ctx->send_box;
@@ -1704,17 +1706,17 @@ static int ws_send_k(lua_State *L, int st, lua_KContext k) {
  * rest (errors, backpressure, options) in Lua's send_slow. */
 static int l_ws_send(lua_State *L) {
   int n = lua_gettop(L);
-  l_conn_t *box = send_conn(L, n);
+  l_ctx_t *ctx = lua_touserdata(L, lua_upvalueindex(WU_CTX));
+  l_conn_t *box = send_conn(L, ctx, n);
   if (box->c && !box->bp && n <= 3 && lua_type(L, 2) == LUA_TSTRING) {
     int op = WS_OP_TEXT;
-    if (n == 3) { /* the kind: a look at the string (no equality call) */
-      int t = lua_type(L, 3);
-      size_t kl;
-      const char *k = t == LUA_TSTRING ? lua_tolstring(L, 3, &kl) : NULL;
-      if (k && kl == 6 && memcmp(k, "binary", 6) == 0)
-        op = WS_OP_BINARY;
-      else if (t != LUA_TNIL && !(k && kl == 4 && memcmp(k, "text", 4) == 0))
-        goto slow;
+    if (n == 3) {
+      /* The kind: "text" and "binary" are short strings, so each is one
+       * object in the Lua state, the one kind_ptr has.  Anything else
+       * (but nil) goes the slow way, which checks it. */
+      const void *kp = lua_topointer(L, 3);
+      if (kp == ctx->kind_ptr[1]) op = WS_OP_BINARY;
+      else if (kp != ctx->kind_ptr[0] && !lua_isnil(L, 3)) goto slow;
     }
     size_t len;
     const char *s = lua_tolstring(L, 2, &len);
@@ -2325,8 +2327,10 @@ int luaopen_uvws_core(lua_State *L) {
     lua_pushboolean(L, 0);
     ctx->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushliteral(L, "text");
+    ctx->kind_ptr[0] = lua_topointer(L, -1);
     ctx->kind_ref[0] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushliteral(L, "binary");
+    ctx->kind_ptr[1] = lua_topointer(L, -1);
     ctx->kind_ref[1] = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_newtable(L);

@@ -118,6 +118,15 @@ describe("hot path", function()
       assert.has_error(function() ws:send("x", "bogus") end,
         "uvws: message kind must be 'text' or 'binary', got bogus")
       assert.has_error(function() ws:send({}) end, "uvws: send expects a string, got table")
+      -- Kinds that are not strings: the C fast path compares strings by
+      -- address and must hand these to the checks.
+      for _, kind in ipairs { 5, true, {}, print } do
+        assert.has_error(function() ws:send("x", kind) end)
+      end
+      assert.is_true(ws:send("t", ("tex"):rep(1) .. "t"))
+      assert.same({ "t", "text" }, { ws:receive(2) })
+      assert.is_true(ws:send("b", nil))
+      assert.same({ "b", "text" }, { ws:receive(2) })
       local ok, err = pcall(ws.send, ws, "\255")
       assert.is_false(ok)
       assert.matches("not valid UTF%-8", err)
