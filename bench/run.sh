@@ -16,7 +16,8 @@
 #               collector tuned for big messages, bench/echo_gc.lua;
 #               uvws_lean, not in the default list either: the on_message
 #               server with keep_request = false)
-#   PHASES      [echo tls handshake idle]; tls runs bench/tls_deflate.sh
+#   PHASES      [echo tls handshake idle], run as handshake, idle, echo,
+#               tls whatever the order given; tls runs bench/tls_deflate.sh
 #               (wss:// and permessage-deflate with bench/loadgen.lua)
 #   TLS_SECS TLS_CONFIGS TLS_MD   its seconds per cell [min(SECS, 5)], its
 #               conns:size:depth list [its own] and the Markdown file it
@@ -206,6 +207,37 @@ bench() {
 
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
+# Handshakes and idle memory run first: after the echo phases the kernel
+# holds a backlog of sockets in TIME_WAIT (100,000 and more) and every
+# server pays about 25 % more per handshake.
+# --- handshakes -----------------------------------------------------------------
+if phase handshake; then
+  HS_SERVERS=uvws_hs
+  for n in $SERVERS; do case $n in node_ws|py_websockets) HS_SERVERS="$HS_SERVERS $n" ;; esac; done
+  for n in $HS_SERVERS; do start_server "$n"; done
+  for rep in $(seq 1 "$REPS"); do
+    for n in $HS_SERVERS; do
+      bench "$n" "$rep" "hs$HS_WORKERS" handshake -c "$HS_WORKERS" -t "$SECS" -w "$WARM" --sources "$HS_SOURCES"
+    done
+  done
+  for n in $HS_SERVERS; do stop_server "$n"; done
+fi
+
+# --- idle RSS -------------------------------------------------------------------
+if phase idle; then
+  IDLE_SERVERS=""
+  for n in $SERVERS; do case $n in uvws|uvws_event|uvws_lean|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
+  for rep in $(seq 1 "$REPS"); do
+    for n in $IDLE_SERVERS; do   # a fresh server each time: freed memory is not reused
+      start_server "$n"; sleep 1
+      # no retry: a second try on the same server would start with the
+      # first try's memory already in its RSS
+      RETRIES=0 bench "$n" "$rep" "idle$IDLE_CONNS" idle -c "$IDLE_CONNS" -t "$SECS" --max-pending 128 --setup-timeout 120
+      stop_server "$n"
+    done
+  done
+fi
+
 # --- echo (and the deflate variant) -------------------------------------------
 if phase echo; then
   for n in $SERVERS; do start_server "$n"; done
@@ -237,34 +269,6 @@ if phase tls; then
   else
     say "bench/tls_deflate.sh failed (see $OUT/tls_deflate/)"
   fi
-fi
-
-# --- handshakes -----------------------------------------------------------------
-if phase handshake; then
-  HS_SERVERS=uvws_hs
-  for n in $SERVERS; do case $n in node_ws|py_websockets) HS_SERVERS="$HS_SERVERS $n" ;; esac; done
-  for n in $HS_SERVERS; do start_server "$n"; done
-  for rep in $(seq 1 "$REPS"); do
-    for n in $HS_SERVERS; do
-      bench "$n" "$rep" "hs$HS_WORKERS" handshake -c "$HS_WORKERS" -t "$SECS" -w "$WARM" --sources "$HS_SOURCES"
-    done
-  done
-  for n in $HS_SERVERS; do stop_server "$n"; done
-fi
-
-# --- idle RSS -------------------------------------------------------------------
-if phase idle; then
-  IDLE_SERVERS=""
-  for n in $SERVERS; do case $n in uvws|uvws_event|uvws_lean|node_ws|py_websockets) IDLE_SERVERS="$IDLE_SERVERS $n" ;; esac; done
-  for rep in $(seq 1 "$REPS"); do
-    for n in $IDLE_SERVERS; do   # a fresh server each time: freed memory is not reused
-      start_server "$n"; sleep 1
-      # no retry: a second try on the same server would start with the
-      # first try's memory already in its RSS
-      RETRIES=0 bench "$n" "$rep" "idle$IDLE_CONNS" idle -c "$IDLE_CONNS" -t "$SECS" --max-pending 128 --setup-timeout 120
-      stop_server "$n"
-    done
-  done
 fi
 
 # --- tables and plot ---------------------------------------------------------------
