@@ -124,10 +124,10 @@ typedef struct l_ctx {
                               thread directly (compared, never read) */
   char *pend;
   size_t pend_len, pend_pos, pend_cap;
-  /* The websocket table send() last resolved, and its box (see
-   * send_conn): set only for an open connection whose bound object it
-   * is, cleared when that connection closes, so the table is alive while
-   * it is here. */
+  /* The websocket table send() remembers, and its box (see send_conn):
+   * set only for an open connection whose bound object it is, cleared
+   * when that connection closes or its bound object changes
+   * (send_forget), so the table is alive while it is here. */
   const void *send_tab;
   struct l_conn *send_box;
   struct l_conn *send_seen; /* the box send() resolved last (compared,
@@ -1647,8 +1647,9 @@ static l_conn_t *ws_conn(lua_State *L) {
  * (at depth 16, sixteen per read), so the table is remembered with its box
  * when it is resolved twice in a row: then a hit costs a pointer
  * comparison instead of the lookup of ws._c (about 120 instructions), and
- * a handler that sends once per wake-up (depth 1) pays only that
- * comparison.  Only the table bound to an open connection is remembered:
+ * a handler that sends once per wake-up (depth 1) pays that comparison on
+ * top of the lookup (the check below runs on a second lookup in a row
+ * only).  Only the table bound to an open connection is remembered:
  * the connection's registry reference keeps its userdata, and the
  * userdata keeps the table (UV_OBJ), alive until on_closed (or a new
  * bind), which forgets them; so no other table can take its address while
