@@ -536,6 +536,15 @@ static int next_message(lua_State *L, l_conn_t *box, int ud) {
   return 1;
 }
 
+/* Whether next_message would find one. */
+static int has_message(const l_conn_t *box) {
+  if (box->c) {
+    const l_ctx_t *ctx = box->c->loop->data;
+    if (ctx->pend_box == box && ctx->pend_pos < ctx->pend_len) return 1;
+  }
+  return box->qh <= box->qt;
+}
+
 /* Event handlers run on threads whose body is evt_body (upvalue: the
  * ctx): stack 1 userdata, 2 handler, 3 obj, 4 a, 5 b, 6 mode (EVT_*), 7
  * message handler.  For a message (or on_open) the messages queued while
@@ -545,7 +554,12 @@ static int next_message(lua_State *L, l_conn_t *box, int ud) {
  * resume per message, no thread created.  A handler that waits keeps its
  * thread; the next event gets a new one, and the waiting one becomes
  * ready (or ends) when its handler returns. */
-enum { EVT_MESSAGE = 0, EVT_OTHER = 1 };
+enum {
+  EVT_MESSAGE = 0, /* a message handler call: more messages may follow */
+  EVT_OTHER = 1,   /* another event (on_close...): nothing follows */
+  EVT_OPEN = 2     /* on_open: the messages queued meanwhile follow, to
+                      the message handler (UV_EVT) */
+};
 
 static int evt_msgh(lua_State *L) {
   lua_createtable(L, 0, 2);
@@ -559,8 +573,9 @@ static int evt_msgh(lua_State *L) {
 
 #define EVT_CTX(L) ((l_ctx_t *)lua_touserdata(L, lua_upvalueindex(1)))
 
-/* After one handler call: reports its error, then loads the next queued
- * message into 4, 5; returns 0 when there is none. */
+/* After one handler call: reports its error, then pushes the next call
+ * (handler, obj, data, kind) with the next held or queued message; returns
+ * 0, pushing nothing, when there is none. */
 static int evt_after(lua_State *L, int st) {
   if (st != LUA_OK && st != LUA_YIELD) {
     l_ctx_t *ctx = EVT_CTX(L);
@@ -573,15 +588,21 @@ static int evt_after(lua_State *L, int st) {
     lua_settop(L, 7);
   }
   l_conn_t *box = lua_touserdata(L, 1);
-  if (lua_tointeger(L, 6) != EVT_MESSAGE) return 0;
-  if (!box->evt || !next_message(L, box, 1)) {
+  lua_Integer mode = lua_tointeger(L, 6);
+  if (mode == EVT_OTHER) return 0;
+  if (!box->evt || !has_message(box)) {
     box->busy = 0;
     return 0;
   }
-  lua_replace(L, 5);
-  lua_replace(L, 4);
-  lua_getiuservalue(L, 1, UV_EVT);
-  lua_replace(L, 2);
+  if (mode == EVT_OPEN) { /* from now on, the message handler */
+    lua_getiuservalue(L, 1, UV_EVT);
+    lua_replace(L, 2);
+    lua_pushinteger(L, EVT_MESSAGE);
+    lua_replace(L, 6);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  next_message(L, box, 1);
   return 1;
 }
 
@@ -606,20 +627,21 @@ static int evt_idle(lua_State *L) {
   return lua_yieldk(L, 0, 0, evt_resumed);
 }
 
+/* Calls the handler for 4, 5, then for each message evt_after pushes. */
 static int evt_loop(lua_State *L) {
-  do {
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);
-    lua_pushvalue(L, 4);
-    lua_pushvalue(L, 5);
-  } while (evt_after(L, lua_pcallk(L, 3, 0, 7, 0, evt_k)));
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 5);
+  while (evt_after(L, lua_pcallk(L, 3, 0, 7, 0, evt_k)))
+    ;
   return evt_idle(L);
 }
 
 static int evt_k(lua_State *L, int st, lua_KContext k) {
   (void)k;
-  if (!evt_after(L, st)) return evt_idle(L);
-  return evt_loop(L);
+  while (evt_after(L, st)) st = lua_pcallk(L, 3, 0, 7, 0, evt_k);
+  return evt_idle(L);
 }
 
 /* Resumed with a new 1..6. */
@@ -680,7 +702,7 @@ static void evt_run(l_ctx_t *ctx, lua_State *L, lua_State *co, int fresh,
   } else if (st != LUA_OK) {
     /* Not a handler's error (evt_loop catches those): the thread itself
      * failed.  The connection must not stay busy for ever. */
-    if (mode == EVT_MESSAGE) box->busy = 0;
+    if (mode != EVT_OTHER) box->busy = 0;
     co_finished(ctx, L, co, st);
   }
   if (fresh) lua_pop(L, 1);
@@ -1590,14 +1612,14 @@ static int l_conn_run_event(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int open = lua_toboolean(L, 6);
   lua_settop(L, 5);
-  lua_pushinteger(L, open ? EVT_MESSAGE : EVT_OTHER);
+  lua_pushinteger(L, open ? EVT_OPEN : EVT_OTHER);
   if (open) box->busy = 1;
   l_ctx_t *ctx = get_ctx(L);
   int fresh;
   lua_State *co = evt_thread(ctx, L, &fresh);
   if (fresh) lua_insert(L, 1);
   lua_xmove(L, co, 6); /* ud, fn, obj, a, b, mode */
-  evt_run(ctx, L, co, fresh, box, open ? EVT_MESSAGE : EVT_OTHER);
+  evt_run(ctx, L, co, fresh, box, open ? EVT_OPEN : EVT_OTHER);
   return 0;
 }
 

@@ -28,6 +28,28 @@ describe("event-style handlers", function()
     assert.same({ "open /x", "close 4000" }, log)
   end)
 
+  it("messages that arrive while on_open waits go to on_message afterwards, in order", function()
+    local opened = 0
+    with_server({
+      on_open = function(ws)
+        opened = opened + 1
+        uvws.sleep(0.2)
+        ws:send("opened")
+      end,
+      on_message = function(ws, data, kind) ws:send("echo:" .. data, kind) end,
+    }, function(_, url)
+      local ws = assert(uvws.connect(url))
+      for i = 1, 5 do ws:send("m" .. i) end
+      assert.same({ "opened", "text" }, { ws:receive(2) })
+      for i = 1, 5 do assert.same({ "echo:m" .. i, "text" }, { ws:receive(2) }) end
+      -- and later ones, one at a time, still go to on_message
+      ws:send("late")
+      assert.same({ "echo:late", "text" }, { ws:receive(2) })
+      ws:close()
+    end)
+    assert.equal(1, opened)
+  end)
+
   it("keep_request = false: the websocket does not keep the upgrade request", function()
     local seen = {}
     for _, keep in ipairs { false, true } do
