@@ -718,7 +718,13 @@ static inline void evt_message(l_ctx_t *ctx, lua_State *L, l_conn_t *box,
   lua_State *co = evt_thread(ctx, L, &fresh);
   lua_rawgeti(co, LUA_REGISTRYINDEX, box->ref);
   lua_getiuservalue(co, -1, UV_EVT);
-  lua_getiuservalue(co, -2, UV_OBJ);
+  if (lua_getiuservalue(co, -2, UV_OBJ) == LUA_TTABLE && box->c) {
+    /* The handler most likely answers on this websocket: send() finds
+     * it remembered (send_conn; it is the open connection's bound
+     * table), even when it sends once per call. */
+    ctx->send_tab = lua_topointer(co, -1);
+    ctx->send_box = box;
+  }
   if (data) {
     lua_pushlstring(co, (const char *)data, len);
     push_kind(ctx, co, box, opcode);

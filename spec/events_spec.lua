@@ -50,6 +50,41 @@ describe("event-style handlers", function()
     assert.equal(1, opened)
   end)
 
+  it("a call's own websocket is what send() remembers; sends to others reach them", function()
+    -- evt_message tells send() the websocket of the call (lua_core.c): a
+    -- handler that answers on it and one that writes to other websockets
+    -- must both reach the right connection.
+    local core = require "uvws.core"
+    local all, remembered = {}, {}
+    with_server({
+      on_open = function(ws) all[#all + 1] = ws end,
+      on_message = function(ws, data)
+        remembered[#remembered + 1] = core.send_remembers(ws)
+        if data:sub(1, 3) == "to:" then
+          for _, other in ipairs(all) do
+            if other ~= ws then assert(other:send("from " .. ws.data .. ": " .. data:sub(4))) end
+          end
+        end
+        ws:send("echo:" .. data)
+      end,
+      on_upgrade = function(req) return { data = req.path } end,
+    }, function(_, url)
+      local a = assert(uvws.connect(url .. "a"))
+      local b = assert(uvws.connect(url .. "b"))
+      a:send("x")
+      assert.same({ "echo:x", "text" }, { a:receive(2) })
+      b:send("to:hi")
+      assert.same({ "from /b: hi", "text" }, { a:receive(2) })
+      assert.same({ "echo:to:hi", "text" }, { b:receive(2) })
+      a:send("to:yo")
+      assert.same({ "from /a: yo", "text" }, { b:receive(2) })
+      assert.same({ "echo:to:yo", "text" }, { a:receive(2) })
+      a:close()
+      b:close()
+    end)
+    assert.same({ true, true, true }, remembered)
+  end)
+
   it("keep_request = false: the websocket does not keep the upgrade request", function()
     local seen = {}
     for _, keep in ipairs { false, true } do
