@@ -1677,7 +1677,8 @@ static l_conn_t *ws_conn(lua_State *L) {
  * comparison instead of the lookup of ws._c (about 120 instructions), and
  * a handler that sends once per wake-up (depth 1) pays that comparison on
  * top of the lookup (the check below runs on a second lookup in a row
- * only).  Only the table bound to an open connection is remembered:
+ * only); an event-style call sets it to its own websocket beforehand
+ * (evt_message).  Only the table bound to an open connection is remembered:
  * the connection's registry reference keeps its userdata, and the
  * userdata keeps the table (UV_OBJ), alive until on_closed (or a new
  * bind), which forgets them; so no other table can take its address while
