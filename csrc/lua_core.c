@@ -519,17 +519,23 @@ static void pend_pop(l_ctx_t *ctx, lua_State *L, const l_conn_t *box) {
   ctx->pend_pos += sizeof h + h.len;
 }
 
+/* The loop's context when messages of the read being parsed are held for
+ * box, else NULL. */
+static l_ctx_t *held_for(const l_conn_t *box) {
+  if (!box->c) return NULL;
+  l_ctx_t *ctx = box->c->loop->data;
+  return ctx->pend_box == box && ctx->pend_pos < ctx->pend_len ? ctx : NULL;
+}
+
 /* Pushes the next message of box (data, kind) for receive, each() or the
  * event handler: one held from the read being parsed, else the oldest
  * queued (its userdata at `ud`).  Returns 0, pushing nothing, when there
  * is none. */
 static int next_message(lua_State *L, l_conn_t *box, int ud) {
-  if (box->c) {
-    l_ctx_t *ctx = box->c->loop->data;
-    if (ctx->pend_box == box && ctx->pend_pos < ctx->pend_len) {
-      pend_pop(ctx, L, box);
-      return 1;
-    }
+  l_ctx_t *ctx = held_for(box);
+  if (ctx) {
+    pend_pop(ctx, L, box);
+    return 1;
   }
   if (box->qh > box->qt) return 0;
   queue_pop(L, box, ud);
@@ -538,11 +544,7 @@ static int next_message(lua_State *L, l_conn_t *box, int ud) {
 
 /* Whether next_message would find one. */
 static int has_message(const l_conn_t *box) {
-  if (box->c) {
-    const l_ctx_t *ctx = box->c->loop->data;
-    if (ctx->pend_box == box && ctx->pend_pos < ctx->pend_len) return 1;
-  }
-  return box->qh <= box->qt;
+  return held_for(box) || box->qh <= box->qt;
 }
 
 /* Event handlers run on threads whose body is evt_body (upvalue: the
@@ -606,7 +608,6 @@ static int evt_after(lua_State *L, int st) {
   return 1;
 }
 
-static int evt_k(lua_State *L, int st, lua_KContext k);
 static int evt_resumed(lua_State *L, int st, lua_KContext k);
 
 /* Parks the thread as the ready one, or ends it. */
@@ -627,21 +628,21 @@ static int evt_idle(lua_State *L) {
   return lua_yieldk(L, 0, 0, evt_resumed);
 }
 
-/* Calls the handler for 4, 5, then for each message evt_after pushes. */
+/* After a handler call (st): the calls for each message evt_after pushes,
+ * then the thread parks.  Also the continuation of a call that waited. */
+static int evt_k(lua_State *L, int st, lua_KContext k) {
+  (void)k;
+  while (evt_after(L, st)) st = lua_pcallk(L, 3, 0, 7, 0, evt_k);
+  return evt_idle(L);
+}
+
+/* Calls the handler for 4, 5, then goes on as evt_k. */
 static int evt_loop(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
   lua_pushvalue(L, 4);
   lua_pushvalue(L, 5);
-  while (evt_after(L, lua_pcallk(L, 3, 0, 7, 0, evt_k)))
-    ;
-  return evt_idle(L);
-}
-
-static int evt_k(lua_State *L, int st, lua_KContext k) {
-  (void)k;
-  while (evt_after(L, st)) st = lua_pcallk(L, 3, 0, 7, 0, evt_k);
-  return evt_idle(L);
+  return evt_k(L, lua_pcallk(L, 3, 0, 7, 0, evt_k), 0);
 }
 
 /* Resumed with a new 1..6. */
