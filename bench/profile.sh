@@ -5,6 +5,7 @@
 #   bash bench/profile.sh perf      [SCRIPT [ARGS...]]   # perf record -e cpu-clock -g, SECS seconds
 #   bash bench/profile.sh callgrind tcpecho              # the libuv floor, same load
 #   HS=1 bash bench/profile.sh callgrind bench/handshake_server.lua   # per handshake
+#   CG_OPTS="--cache-sim=yes" bash bench/profile.sh callgrind   # also cache misses
 #
 # SCRIPT defaults to examples/echo_server.lua; it gets a port as its first
 # argument and must print "listening on".  Load: C connections × S bytes ×
@@ -66,7 +67,8 @@ fi
 case $TOOL in
 callgrind)
   rm -f "$OUT/$NAME".cg.*
-  taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/$NAME.cg.%p" \
+  # shellcheck disable=SC2086 # CG_OPTS: extra callgrind options, e.g. "--cache-sim=yes"
+  taskset -c 0 valgrind --tool=callgrind ${CG_OPTS:-} --callgrind-out-file="$OUT/$NAME.cg.%p" \
     "${SERVER[@]}" >"$OUT/$NAME.server.log" 2>&1 &
   SP=$!
   wait_listen
